@@ -1,0 +1,211 @@
+"""`agentwatch serve`: every stage in one process, wired here and only here.
+
+receivers (gRPC, HTTP) -> ExportHandler -> IngestPipeline -> ClickHouseStore
+API (FastAPI) reads the same store. SIGTERM/SIGINT drain: the receivers stop taking
+requests, every accepted span is stored, then the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from agentwatch._config_file import load_config_file
+from agentwatch._http_server import HttpServer, bind_socket
+from agentwatch.settings import ConfigError, Settings
+from api import ApiContext, create_app
+from collector import ExportHandler, GrpcReceiver, HttpReceiver, TokenAuthenticator
+from ingest import (
+    ClickHouseStore,
+    IngestMetrics,
+    IngestPipeline,
+    PipelineConfig,
+    StoreInUseError,
+    TransientStoreError,
+    chdb_dsn,
+)
+
+log = logging.getLogger("agentwatch")
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    otlp_grpc: str
+    otlp_http: str
+    api: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"otlp_grpc": self.otlp_grpc, "otlp_http": self.otlp_http, "api": self.api}
+
+
+class DataDirLock:
+    """An exclusive lock on the data dir; the OS releases it even on SIGKILL."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._path = data_dir / "agentwatch.lock"
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        handle = self._path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise ConfigError(
+                f"data dir in use by another agentwatch: {self._path.parent.resolve()}"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class Agentwatch:
+    """The running process: build with settings, `async with` to run, `wait()` to serve."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.data_dir = settings.data_dir
+        self.metrics = IngestMetrics()
+        self.endpoints: Endpoints | None = None
+        self._stop = asyncio.Event()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait(self) -> None:
+        await self._stop.wait()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Agentwatch]:
+        """Start every stage; on exit, stop intake, drain, and release everything."""
+        settings = self.settings
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        load_config_file(settings.config)
+        async with contextlib.AsyncExitStack() as stack:
+            lock = DataDirLock(self.data_dir)
+            lock.acquire()
+            stack.callback(lock.release)
+            endpoints_file = self.data_dir / "endpoints.json"
+            endpoints_file.unlink(missing_ok=True)
+            stack.callback(endpoints_file.unlink, missing_ok=True)
+            store = await self._open_store()
+            stack.callback(store.close)
+            pipeline = self._build_pipeline(store)
+            await pipeline.start()
+            stack.push_async_callback(pipeline.shutdown)
+            handler = ExportHandler(
+                pipeline.accept, TokenAuthenticator(settings.ingest_tokens), self.metrics
+            )
+            # Stopped in reverse order: receivers first, then the drain, then the API.
+            api_server = HttpServer(
+                create_app(self._api_context(store, pipeline), self.metrics.registry),
+                _bind(settings.api),
+            )
+            await api_server.start()
+            stack.push_async_callback(api_server.stop)
+            stack.push_async_callback(self._log_drain, pipeline)
+            otlp_http = HttpServer(
+                HttpReceiver(handler, settings.max_request_bytes), _bind(settings.otlp_http)
+            )
+            await otlp_http.start()
+            stack.push_async_callback(otlp_http.stop)
+            grpc_receiver = GrpcReceiver(handler, settings.max_request_bytes)
+            try:
+                grpc_address = await grpc_receiver.start(settings.otlp_grpc)
+            except (OSError, RuntimeError) as exc:
+                raise ConfigError(f"cannot bind otlp_grpc {settings.otlp_grpc}: {exc}") from None
+            stack.push_async_callback(grpc_receiver.stop, 5.0)
+            self.endpoints = Endpoints(
+                otlp_grpc=grpc_address,
+                otlp_http=f"http://{otlp_http.address}",
+                api=f"http://{api_server.address}",
+            )
+            _write_atomically(endpoints_file, json.dumps(self.endpoints.as_json()))
+            yield self
+
+    async def _open_store(self) -> ClickHouseStore:
+        settings = self.settings
+        store = ClickHouseStore(
+            settings.clickhouse_url or chdb_dsn(self.data_dir),
+            database=settings.clickhouse_database,
+            retention_days=settings.retention_days,
+        )
+        try:
+            await asyncio.to_thread(store.open)
+        except StoreInUseError as exc:
+            raise ConfigError(str(exc)) from None
+        except TransientStoreError as exc:
+            raise ConfigError(f"storage unavailable: {exc}") from None
+        return store
+
+    def _build_pipeline(self, store: ClickHouseStore) -> IngestPipeline:
+        settings = self.settings
+        config = PipelineConfig(
+            batch_max_spans=settings.batch_max_spans,
+            flush_interval_s=settings.flush_interval_s,
+            queue_max_spans=settings.queue_max_spans,
+        )
+        return IngestPipeline(
+            store, config, self.metrics, dead_letter_dir=self.data_dir / "deadletter"
+        )
+
+    def _api_context(self, store: ClickHouseStore, pipeline: IngestPipeline) -> ApiContext:
+        return ApiContext(
+            store=store,
+            api_tokens=self.settings.api_tokens,
+            readiness_checks=[
+                lambda: "" if pipeline.store_healthy else "store inserts are failing",
+            ],
+        )
+
+    @staticmethod
+    async def _log_drain(pipeline: IngestPipeline) -> None:
+        log.info("draining: %d accepted spans to store", pipeline.pending_spans)
+
+
+def _bind(address: str) -> socket.socket:
+    try:
+        return bind_socket(address)
+    except OSError as exc:
+        raise ConfigError(f"cannot bind {address}: {exc.strerror or exc}") from None
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then drain and exit."""
+    app = Agentwatch(settings)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, app.request_stop)
+    async with app.running():
+        assert app.endpoints is not None
+        storage = settings.clickhouse_url or f"chDB {settings.data_dir / 'db'}"
+        print(
+            f"agentwatch serving  OTLP/gRPC {app.endpoints.otlp_grpc}  "
+            f"OTLP/HTTP {app.endpoints.otlp_http}  API {app.endpoints.api}  storage {storage}",
+            flush=True,
+        )
+        await app.wait()
+        print("agentwatch: shutting down, storing every accepted span…", flush=True)

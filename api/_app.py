@@ -1,0 +1,40 @@
+"""The FastAPI application: health, readiness, Prometheus metrics and the query API."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from api._deps import ApiContext, ContextDep
+from api._traces import router as traces_router
+
+
+def create_app(context: ApiContext, registry: CollectorRegistry | None = None) -> FastAPI:
+    app = FastAPI(
+        title="agentwatch",
+        summary="Query API for agent traces and detector findings",
+        version="0.1.0",
+    )
+    app.state.context = context
+    metrics_registry = registry or CollectorRegistry()
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz(ctx: ContextDep) -> JSONResponse:
+        problems = [problem for check in ctx.readiness_checks if (problem := check())]
+        if not ctx.store.ping():
+            problems.append("store is not answering")
+        if problems:
+            return JSONResponse({"status": "not ready", "problems": problems}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", tags=["health"], include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(metrics_registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(traces_router)
+    return app

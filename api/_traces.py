@@ -1,0 +1,191 @@
+"""`/api/v1/traces`: one trace with every span, and trace summaries."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+
+from api._deps import StoreDep, TenantDep
+from api._models import SpanEvent, SpanOut, TraceList, TraceOut, TraceSummary
+from api._time import format_ns, parse_time, to_ns
+from ingest import EnclosingResolver, SpanLink
+from ingest._conventions import derive_agent_fields
+
+router = APIRouter(prefix="/api/v1", tags=["traces"])
+
+_HEX_TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+
+_SPAN_COLUMNS = """
+    toUnixTimestamp64Nano(Timestamp) AS start_ns, SpanId, ParentSpanId, SpanName, SpanKind,
+    ServiceName, Duration, StatusCode, StatusMessage, SpanAttributes, ResourceAttributes,
+    arrayMap(t -> toUnixTimestamp64Nano(t), `Events.Timestamp`) AS event_ns,
+    `Events.Name` AS event_names, `Events.Attributes` AS event_attrs,
+    AgentName, RunId, Operation, ToolName, ToolCallId, RequestModel, ResponseModel, Provider,
+    InputTokens, OutputTokens, ErrorType, IsError
+"""
+
+
+def _tenant_clause(tenant: str | None) -> str:
+    return " AND TenantId = {tenant:String}" if tenant is not None else ""
+
+
+def parse_time_param(name: str, value: str | None, default: datetime) -> datetime:
+    if value is None:
+        return default
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise HTTPException(status_code=400, detail=f"{name}: {exc}") from None
+
+
+@router.get("/traces/{trace_id}", response_model=TraceOut)
+def get_trace(trace_id: str, store: StoreDep, tenant: TenantDep) -> TraceOut:
+    if not _HEX_TRACE_ID.match(trace_id):
+        raise HTTPException(status_code=400, detail="trace_id must be 32 hex characters")
+    trace_id = trace_id.lower()
+    params: dict[str, Any] = {"trace_id": trace_id, "tenant": tenant}
+    bounds = store.query(
+        f"SELECT min(Start) AS start, max(End) AS end FROM {store.table('otel_traces_trace_id_ts')}"
+        " WHERE TraceId = {trace_id:String} HAVING count() > 0",
+        params,
+    )
+    time_clause = ""
+    if bounds:
+        # The lookup table holds whole seconds; widen by one so no span falls outside.
+        params["start"] = bounds[0]["start"] - timedelta(seconds=1)
+        params["end"] = bounds[0]["end"] + timedelta(seconds=1)
+        time_clause = " AND Timestamp >= {start:DateTime} AND Timestamp <= {end:DateTime}"
+    rows = store.query(
+        f"SELECT {_SPAN_COLUMNS} FROM {store.table('otel_traces')} "
+        "WHERE TraceId = {trace_id:String}"
+        + time_clause
+        + _tenant_clause(tenant)
+        + " ORDER BY start_ns LIMIT 1 BY SpanId",
+        params,
+    )
+    if not rows:
+        raise HTTPException(status_code=404, detail=f"trace {trace_id} not found")
+    resolved = _resolve_enclosing(trace_id, rows)
+    return TraceOut(
+        trace_id=trace_id, spans=[_span_out(row, *resolved[row["SpanId"]]) for row in rows]
+    )
+
+
+def _resolve_enclosing(trace_id: str, rows: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """Re-derive agent and run over the complete trace, whatever order spans arrived in."""
+    links = []
+    for row in rows:
+        own = derive_agent_fields(row["SpanAttributes"])
+        links.append(
+            SpanLink(
+                trace_id=trace_id,
+                span_id=row["SpanId"],
+                parent_span_id=row["ParentSpanId"],
+                agent_name=own.agent_name,
+                run_id=own.run_id,
+                service_name=row["ServiceName"],
+            )
+        )
+    resolver = EnclosingResolver(capacity=len(links) + 1)
+    resolver.remember(links)
+    return {link.span_id: resolver.resolve(link) for link in links}
+
+
+def _span_out(row: dict[str, Any], agent_name: str, run_id: str) -> SpanOut:
+    start_ns = int(row["start_ns"])
+    return SpanOut(
+        span_id=row["SpanId"],
+        parent_span_id=row["ParentSpanId"],
+        name=row["SpanName"],
+        kind=row["SpanKind"],
+        service_name=row["ServiceName"],
+        start_time=format_ns(start_ns),
+        end_time=format_ns(start_ns + int(row["Duration"])),
+        duration_ns=int(row["Duration"]),
+        status_code=row["StatusCode"],
+        status_message=row["StatusMessage"],
+        attributes=row["SpanAttributes"],
+        resource_attributes=row["ResourceAttributes"],
+        events=[
+            SpanEvent(time=format_ns(ts), name=name, attributes=attrs)
+            for ts, name, attrs in zip(
+                row["event_ns"], row["event_names"], row["event_attrs"], strict=True
+            )
+        ],
+        agent_name=agent_name,
+        run_id=run_id,
+        operation=row["Operation"],
+        tool_name=row["ToolName"],
+        tool_call_id=row["ToolCallId"],
+        model=row["ResponseModel"] or row["RequestModel"],
+        provider=row["Provider"],
+        input_tokens=int(row["InputTokens"]),
+        output_tokens=int(row["OutputTokens"]),
+        error_type=row["ErrorType"],
+        is_error=bool(row["IsError"]),
+    )
+
+
+@router.get("/traces", response_model=TraceList)
+def list_traces(
+    store: StoreDep,
+    tenant: TenantDep,
+    service: str | None = None,
+    agent: str | None = None,
+    since: Annotated[str | None, Query(description="RFC 3339, Unix time or '1h'")] = None,
+    until: str | None = None,
+    status: Literal["ok", "error"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> TraceList:
+    now = datetime.now(UTC)
+    params: dict[str, Any] = {
+        "since_ns": to_ns(parse_time_param("since", since, now - timedelta(hours=24))),
+        "until_ns": to_ns(parse_time_param("until", until, now + timedelta(minutes=5))),
+        "tenant": tenant,
+        "limit": limit,
+        "service": service or "",
+        "agent": agent or "",
+    }
+    having = ["1"]
+    if service:
+        having.append("has(services, {service:String})")
+    if agent:
+        having.append("has(agent_names, {agent:String})")
+    if status == "error":
+        having.append("error_count > 0")
+    elif status == "ok":
+        having.append("error_count = 0")
+    rows = store.query(
+        "SELECT TraceId, min(toUnixTimestamp64Nano(Timestamp)) AS start_ns, "
+        "max(toUnixTimestamp64Nano(Timestamp) + Duration) AS end_ns, count() AS span_count, "
+        "countIf(IsError = 1) AS error_count, groupUniqArray(ServiceName) AS services, "
+        "groupUniqArray(AgentName) AS agent_names, "
+        "argMinIf(SpanName, Timestamp, ParentSpanId = '') AS root_name, "
+        "argMinIf(ServiceName, Timestamp, ParentSpanId = '') AS root_service "
+        f"FROM {store.table('otel_traces')} "
+        "WHERE Timestamp >= fromUnixTimestamp64Nano({since_ns:Int64}) "
+        "AND Timestamp <= fromUnixTimestamp64Nano({until_ns:Int64})"
+        + _tenant_clause(tenant)
+        + " GROUP BY TraceId HAVING "
+        + " AND ".join(having)
+        + " ORDER BY start_ns DESC LIMIT {limit:UInt32}",
+        params,
+    )
+    return TraceList(traces=[_summary(row) for row in rows])
+
+
+def _summary(row: dict[str, Any]) -> TraceSummary:
+    return TraceSummary(
+        trace_id=row["TraceId"],
+        root_span_name=row["root_name"],
+        service_name=row["root_service"] or (sorted(row["services"]) or [""])[0],
+        agent_names=sorted(name for name in row["agent_names"] if name),
+        start_time=format_ns(int(row["start_ns"])),
+        duration_ns=int(row["end_ns"]) - int(row["start_ns"]),
+        span_count=int(row["span_count"]),
+        error_count=int(row["error_count"]),
+        status="error" if row["error_count"] else "ok",
+    )

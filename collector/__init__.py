@@ -1,0 +1,27 @@
+"""Collector: the OTLP receivers (gRPC and HTTP), authentication and status codes."""
+
+from collector._decode import (
+    BodyTooLargeError,
+    UndecodableBodyError,
+    decompress,
+    parse_json,
+    parse_protobuf,
+)
+from collector._export import AcceptFn, ExportHandler, ExportOutcome, Failure, TokenAuthenticator
+from collector._grpc import GrpcReceiver
+from collector._http import HttpReceiver
+
+__all__ = [
+    "AcceptFn",
+    "BodyTooLargeError",
+    "ExportHandler",
+    "ExportOutcome",
+    "Failure",
+    "GrpcReceiver",
+    "HttpReceiver",
+    "TokenAuthenticator",
+    "UndecodableBodyError",
+    "decompress",
+    "parse_json",
+    "parse_protobuf",
+]

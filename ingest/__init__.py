@@ -1,0 +1,37 @@
+"""Ingest: validate, translate and normalize spans, and store them in ClickHouse."""
+
+from ingest._batch import COLUMN_NAMES, SpanBatch
+from ingest._enclosing import EnclosingResolver, SpanLink
+from ingest._errors import (
+    IngestError,
+    OverloadedError,
+    PermanentStoreError,
+    StoreInUseError,
+    TransientStoreError,
+)
+from ingest._metrics import IngestMetrics
+from ingest._pipeline import BatchConsumer, IngestPipeline, PipelineConfig, SpanStore
+from ingest._store import ClickHouseStore, chdb_dsn
+from ingest._translate import drop_invalid_spans, span_count, translate
+
+__all__ = [
+    "COLUMN_NAMES",
+    "BatchConsumer",
+    "ClickHouseStore",
+    "EnclosingResolver",
+    "IngestError",
+    "IngestMetrics",
+    "IngestPipeline",
+    "OverloadedError",
+    "PermanentStoreError",
+    "PipelineConfig",
+    "SpanBatch",
+    "SpanLink",
+    "SpanStore",
+    "StoreInUseError",
+    "TransientStoreError",
+    "chdb_dsn",
+    "drop_invalid_spans",
+    "span_count",
+    "translate",
+]

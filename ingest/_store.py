@@ -1,0 +1,166 @@
+"""ClickHouse storage through clickhouse-connect: embedded chDB or a ClickHouse server.
+
+One SQL dialect and one code path; only the DSN differs (`chdb:///<dir>/db` or
+`http(s)://…`). Clients are never shared between threads: each thread that touches
+the store gets its own (chDB shares one engine per process underneath).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import clickhouse_connect
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from ingest._batch import COLUMN_NAMES, SpanBatch
+from ingest._errors import PermanentStoreError, StoreInUseError, TransientStoreError
+from ingest._migrations import apply_migrations
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# ClickHouse error codes that mean "this data can never be inserted" (bad types, bad
+# values); anything else — network, timeouts, too many parts — is worth a retry.
+_PERMANENT_CODES = frozenset({6, 27, 38, 41, 53, 62, 69, 70, 72, 117, 131, 190, 321, 354})
+_ERROR_CODE = re.compile(r"Code: (\d+)")
+
+
+def chdb_dsn(data_dir: Path) -> str:
+    return f"chdb://{(data_dir / 'db').resolve()}"
+
+
+class ClickHouseStore:
+    """Schema management, span inserts and read queries against one database."""
+
+    def __init__(self, dsn: str, database: str = "agentwatch", retention_days: int = 30) -> None:
+        if not _IDENTIFIER.match(database):
+            raise ValueError(f"invalid database name {database!r}")
+        self.dsn = dsn
+        self.database = database
+        self.retention_days = retention_days
+        self.is_embedded = dsn.startswith("chdb:")
+        self._local = threading.local()
+        self._clients: list[Any] = []
+        self._clients_lock = threading.Lock()
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Connect, create the database and apply pending migrations."""
+        client = self._client()
+        client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+        apply_migrations(client, self.database, self.retention_days)
+
+    def close(self) -> None:
+        self._closed = True
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            with contextlib.suppress(Exception):  # closing is best effort at shutdown
+                client.close()
+        self._local = threading.local()
+
+    def table(self, name: str) -> str:
+        """A table's qualified name (the database name was validated as an identifier)."""
+        return f"{self.database}.{name}"
+
+    def _client(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is not None:
+            return client
+        if self._closed:
+            raise TransientStoreError("store is closed")
+        try:
+            client = clickhouse_connect.get_client(
+                dsn=self.dsn,
+                settings={"async_insert": 0},
+            )
+        except Exception as exc:
+            raise _classify_open_error(exc, self.dsn) from exc
+        self._local.client = client
+        with self._clients_lock:
+            self._clients.append(client)
+        return client
+
+    # -- writes ----------------------------------------------------------------------
+
+    def insert_spans(self, batch: SpanBatch, dedup_token: str | None = None) -> None:
+        """Insert one batch; a given `dedup_token` makes a retried insert a no-op."""
+        if not len(batch):
+            return
+        settings: dict[str, Any] = {}
+        if dedup_token:
+            settings["insert_deduplication_token"] = dedup_token
+        try:
+            self._client().insert(
+                self.table("otel_traces"),
+                batch.columns(),
+                column_names=list(COLUMN_NAMES),
+                column_oriented=True,
+                settings=settings,
+            )
+        except Exception as exc:
+            self._drop_thread_client()
+            raise classify_store_error(exc) from exc
+
+    # -- reads -----------------------------------------------------------------------
+
+    def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Run a read query with bound parameters (`{name:Type}` placeholders)."""
+        try:
+            result = self._client().query(sql, parameters=dict(parameters or {}))
+        except Exception as exc:
+            self._drop_thread_client()
+            raise classify_store_error(exc) from exc
+        names: Sequence[str] = result.column_names
+        return [dict(zip(names, row, strict=True)) for row in result.result_rows]
+
+    def ping(self) -> bool:
+        try:
+            self._client().query("SELECT 1")
+        except Exception:
+            self._drop_thread_client()
+            return False
+        return True
+
+    def _drop_thread_client(self) -> None:
+        """Forget this thread's client after a failure so the next call reconnects."""
+        if self.is_embedded:
+            return  # the embedded engine has no connection to lose
+        client = getattr(self._local, "client", None)
+        self._local.client = None
+        if client is not None:
+            with self._clients_lock:
+                if client in self._clients:
+                    self._clients.remove(client)
+            with contextlib.suppress(Exception):  # the connection is already broken
+                client.close()
+
+
+def classify_store_error(exc: BaseException) -> Exception:
+    """Split store failures into permanent (bad data) and transient (retry)."""
+    if isinstance(exc, PermanentStoreError | TransientStoreError):
+        return exc
+    if isinstance(exc, TypeError | ValueError | OverflowError):
+        return PermanentStoreError(f"batch cannot be encoded: {exc}")
+    match = _ERROR_CODE.search(str(exc))
+    if isinstance(exc, ClickHouseError) and match and int(match.group(1)) in _PERMANENT_CODES:
+        return PermanentStoreError(str(exc).splitlines()[0][:500])
+    return TransientStoreError(str(exc).splitlines()[0][:500] if str(exc) else repr(exc))
+
+
+def _classify_open_error(exc: BaseException, dsn: str) -> Exception:
+    text = str(exc)
+    if dsn.startswith("chdb:") and (
+        "EmbeddedServer" in text or "lock" in text.lower() or "Code: 36" in text
+    ):
+        return StoreInUseError(
+            f"data dir in use by another agentwatch (or another chDB path in this process): "
+            f"{dsn.removeprefix('chdb://')}"
+        )
+    return TransientStoreError(f"cannot connect to ClickHouse: {text.splitlines()[0][:300]}")

@@ -1,0 +1,227 @@
+"""ExportTraceServiceRequest -> columnar span batch (the `otel_traces` insert columns).
+
+One pure function, `translate`, shared by every receiver path (gRPC, HTTP protobuf,
+HTTP JSON), so a span means the same thing however it arrived.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from ingest._batch import SpanBatch
+from ingest._conventions import derive_agent_fields
+from ingest._enclosing import EnclosingResolver, SpanLink
+
+# The Collector's ClickHouse exporter writes these strings; Grafana's trace view reads them.
+SPAN_KIND_NAMES = {
+    Span.SPAN_KIND_UNSPECIFIED: "Unspecified",
+    Span.SPAN_KIND_INTERNAL: "Internal",
+    Span.SPAN_KIND_SERVER: "Server",
+    Span.SPAN_KIND_CLIENT: "Client",
+    Span.SPAN_KIND_PRODUCER: "Producer",
+    Span.SPAN_KIND_CONSUMER: "Consumer",
+}
+STATUS_CODE_NAMES = {
+    Status.STATUS_CODE_UNSET: "Unset",
+    Status.STATUS_CODE_OK: "Ok",
+    Status.STATUS_CODE_ERROR: "Error",
+}
+
+
+def any_value_to_python(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "int_value":
+        return value.int_value
+    if kind == "double_value":
+        return value.double_value
+    if kind == "array_value":
+        return [any_value_to_python(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: any_value_to_python(kv.value) for kv in value.kvlist_value.values}
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode("ascii")
+    return None
+
+
+def any_value_to_str(value: AnyValue) -> str:
+    """The Collector's `AsString()`: scalars as text, arrays and maps as compact JSON."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind == "int_value":
+        return str(value.int_value)
+    if kind == "double_value":
+        return repr(value.double_value)
+    if kind is None:
+        return ""
+    return json.dumps(any_value_to_python(value), separators=(",", ":"), ensure_ascii=False)
+
+
+def attributes_to_map(attributes: Iterable[KeyValue]) -> dict[str, str]:
+    return {kv.key: any_value_to_str(kv.value) for kv in attributes}
+
+
+def _exception_type(span: Span) -> str:
+    for event in span.events:
+        if event.name == "exception":
+            for kv in event.attributes:
+                if kv.key == "exception.type":
+                    return kv.value.string_value
+    return ""
+
+
+def translate(
+    request: ExportTraceServiceRequest,
+    tenant: str,
+    resolver: EnclosingResolver | None = None,
+) -> SpanBatch:
+    """Flatten every span of `request` into insert columns, normalized for agents.
+
+    Spans with invalid ids must already have been removed (`drop_invalid_spans`).
+    `resolver` carries enclosing-span context across requests (a run's root usually
+    arrives after its children); without one, only this request is used.
+    """
+    batch = SpanBatch()
+    links: list[SpanLink] = []
+    for resource_spans in request.resource_spans:
+        resource_attrs = attributes_to_map(resource_spans.resource.attributes)
+        service_name = resource_attrs.get("service.name", "")
+        for scope_spans in resource_spans.scope_spans:
+            scope = scope_spans.scope
+            for span in scope_spans.spans:
+                links.append(_append_span(batch, span, resource_attrs, service_name, scope))
+    _fill_enclosing(batch, links, resolver or EnclosingResolver(capacity=len(links) + 1))
+    batch.TenantId.extend([tenant] * len(links))
+    return batch
+
+
+def _append_span(
+    batch: SpanBatch,
+    span: Span,
+    resource_attrs: dict[str, str],
+    service_name: str,
+    scope: Any,
+) -> SpanLink:
+    attrs = attributes_to_map(span.attributes)
+    fields = derive_agent_fields(attrs)
+    trace_id = span.trace_id.hex()
+    span_id = span.span_id.hex()
+    parent_id = span.parent_span_id.hex()
+    status_code = span.status.code
+    batch.Timestamp.append(span.start_time_unix_nano)
+    batch.TraceId.append(trace_id)
+    batch.SpanId.append(span_id)
+    batch.ParentSpanId.append(parent_id)
+    batch.TraceState.append(span.trace_state)
+    batch.SpanName.append(span.name)
+    batch.SpanKind.append(SPAN_KIND_NAMES.get(span.kind, "Unspecified"))
+    batch.ServiceName.append(service_name)
+    batch.ResourceAttributes.append(resource_attrs)
+    batch.ScopeName.append(scope.name)
+    batch.ScopeVersion.append(scope.version)
+    batch.SpanAttributes.append(attrs)
+    batch.Duration.append(max(0, span.end_time_unix_nano - span.start_time_unix_nano))
+    batch.StatusCode.append(STATUS_CODE_NAMES.get(status_code, "Unset"))
+    batch.StatusMessage.append(span.status.message)
+    batch.EventsTimestamp.append([e.time_unix_nano for e in span.events])
+    batch.EventsName.append([e.name for e in span.events])
+    batch.EventsAttributes.append([attributes_to_map(e.attributes) for e in span.events])
+    batch.LinksTraceId.append([link.trace_id.hex() for link in span.links])
+    batch.LinksSpanId.append([link.span_id.hex() for link in span.links])
+    batch.LinksTraceState.append([link.trace_state for link in span.links])
+    batch.LinksAttributes.append([attributes_to_map(link.attributes) for link in span.links])
+    batch.AgentId.append(fields.agent_id)
+    batch.Operation.append(fields.operation)
+    batch.ToolName.append(fields.tool_name)
+    batch.ToolCallId.append(fields.tool_call_id)
+    batch.ToolArgsHash.append(fields.tool_args_hash)
+    batch.RequestModel.append(fields.request_model)
+    batch.ResponseModel.append(fields.response_model)
+    batch.Provider.append(fields.provider)
+    batch.InputTokens.append(fields.input_tokens)
+    batch.OutputTokens.append(fields.output_tokens)
+    is_error = status_code == Status.STATUS_CODE_ERROR
+    error_type = fields.error_type or (_exception_type(span) if is_error else "")
+    batch.ErrorType.append(error_type)
+    batch.IsError.append(1 if is_error or error_type else 0)
+    return SpanLink(
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=parent_id,
+        agent_name=fields.agent_name,
+        run_id=fields.run_id,
+        service_name=service_name,
+    )
+
+
+def _fill_enclosing(batch: SpanBatch, links: list[SpanLink], resolver: EnclosingResolver) -> None:
+    """AgentName and RunId: the span's own, else the enclosing span's, else a fallback."""
+    resolver.remember(links)
+    for link in links:
+        agent_name, run_id = resolver.resolve(link)
+        batch.AgentName.append(agent_name)
+        batch.RunId.append(run_id)
+
+
+def span_count(request: ExportTraceServiceRequest) -> int:
+    return sum(
+        len(scope_spans.spans)
+        for resource_spans in request.resource_spans
+        for scope_spans in resource_spans.scope_spans
+    )
+
+
+def drop_invalid_spans(request: ExportTraceServiceRequest) -> tuple[int, str]:
+    """Remove spans whose ids the OTLP spec calls invalid; return (count, message).
+
+    A trace id is 16 bytes and a span id 8 bytes, neither all zero; a parent span id
+    is empty or a valid span id. The rest of the request is kept (partial success).
+    """
+    rejected = 0
+    first_problem = ""
+    for resource_spans in request.resource_spans:
+        for scope_spans in resource_spans.scope_spans:
+            keep = []
+            for span in scope_spans.spans:
+                problem = _id_problem(span)
+                if problem:
+                    rejected += 1
+                    first_problem = first_problem or problem
+                else:
+                    keep.append(span)
+            if len(keep) != len(scope_spans.spans):
+                kept = [Span.FromString(s.SerializeToString()) for s in keep]
+                del scope_spans.spans[:]
+                scope_spans.spans.extend(kept)
+    if not rejected:
+        return 0, ""
+    return rejected, f"{rejected} span(s) rejected: {first_problem}"
+
+
+_ZERO_TRACE_ID = bytes(16)
+_ZERO_SPAN_ID = bytes(8)
+
+
+def _id_problem(span: Span) -> str:
+    if len(span.trace_id) != 16 or span.trace_id == _ZERO_TRACE_ID:
+        return f"invalid trace_id {span.trace_id.hex()!r} (want 16 non-zero bytes)"
+    if len(span.span_id) != 8 or span.span_id == _ZERO_SPAN_ID:
+        return f"invalid span_id {span.span_id.hex()!r} (want 8 non-zero bytes)"
+    if span.parent_span_id and len(span.parent_span_id) != 8:
+        return f"invalid parent_span_id {span.parent_span_id.hex()!r} (want 8 bytes or empty)"
+    return ""
