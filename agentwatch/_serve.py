@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -30,6 +30,7 @@ from ingest import (
     IngestMetrics,
     IngestPipeline,
     PipelineConfig,
+    SpanStore,
     StoreInUseError,
     TransientStoreError,
     chdb_dsn,
@@ -79,8 +80,14 @@ class DataDirLock:
 class Agentwatch:
     """The running process: build with settings, `async with` to run, `wait()` to serve."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        wrap_store: Callable[[ClickHouseStore], SpanStore] | None = None,
+    ) -> None:
+        """`wrap_store` puts a wrapper (a fault injector, in tests) around the span store."""
         self.settings = settings
+        self._wrap_store = wrap_store
         self.data_dir = settings.data_dir
         self.metrics = IngestMetrics()
         self.endpoints: Endpoints | None = None
@@ -162,8 +169,9 @@ class Agentwatch:
             flush_interval_s=settings.flush_interval_s,
             queue_max_spans=settings.queue_max_spans,
         )
+        span_store: SpanStore = self._wrap_store(store) if self._wrap_store else store
         return IngestPipeline(
-            store, config, self.metrics, dead_letter_dir=self.data_dir / "deadletter"
+            span_store, config, self.metrics, dead_letter_dir=self.data_dir / "deadletter"
         )
 
     def _api_context(self, store: ClickHouseStore, pipeline: IngestPipeline) -> ApiContext:

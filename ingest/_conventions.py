@@ -1,12 +1,88 @@
-"""Semantic-convention normalization: attribute sets -> agent fields.
+"""Semantic-convention normalization: span attributes -> agent fields.
 
-STUB — being written by a helper. Interface is fixed; see derive_agent_fields.
+`derive_agent_fields` reads three attribute families and keeps the first non-empty
+value, in this priority order: OpenTelemetry GenAI (current names, then deprecated
+names), OpenInference, OpenLLMetry/Traceloop. Nothing known -> "" or 0.
+
+Field (first non-empty wins, left to right)
+  agent_name      gen_ai.agent.name > agent.name
+                  > traceloop.entity.name when traceloop.span.kind == "agent"
+  agent_id        gen_ai.agent.id
+  run_id          gen_ai.conversation.id > session.id
+                  > traceloop.association.properties.{session_id, conversation_id, thread_id}
+  operation       gen_ai.operation.name (verbatim) > openinference.span.kind (mapped)
+                  > traceloop.span.kind (mapped) > llm.request.type (mapped)
+  tool_name       gen_ai.tool.name > tool.name
+                  > traceloop.entity.name when traceloop.span.kind == "tool"
+  tool_call_id    gen_ai.tool.call.id > tool.id > tool_call.id
+  tool_args_hash  hash of: gen_ai.tool.call.arguments
+                  > input.value, then tool.parameters, on OpenInference TOOL spans
+                  > traceloop.entity.input when traceloop.span.kind == "tool"
+  request_model   gen_ai.request.model > llm.request.model_name > llm.model_name
+                  > embedding.model_name
+  response_model  gen_ai.response.model > llm.response.model_name > llm.model_name
+                  > embedding.model_name
+  provider        gen_ai.provider.name > gen_ai.system > llm.provider > llm.system (lowercased)
+  input_tokens    gen_ai.usage.input_tokens > gen_ai.usage.prompt_tokens
+                  > llm.token_count.prompt > llm.usage.prompt_tokens
+  output_tokens   gen_ai.usage.output_tokens > gen_ai.usage.completion_tokens
+                  > llm.token_count.completion > llm.usage.completion_tokens
+  error_type      error.type (status-based errors are the caller's job)
+
+Operation mapping (case-insensitive):
+  openinference.span.kind  AGENT->invoke_agent  TOOL->execute_tool  LLM->chat  RETRIEVER->retrieval
+                           EMBEDDING->embeddings  CHAIN->chain  RERANKER->rerank
+                           GUARDRAIL->guardrail  EVALUATOR->evaluation  PROMPT->prompt
+  traceloop.span.kind      agent->invoke_agent  tool->execute_tool  workflow->workflow  task->task
+  llm.request.type         chat->chat  completion->text_completion  embedding->embeddings
+                           rerank->rerank
+Unknown kinds fall through to the next family.
+
+OpenInference `tool.parameters` is specified as the tool's parameter *definition*
+(smolagents records the schema there), so a TOOL span's `input.value`, which holds
+the actual call input, is preferred for the arguments hash.
+
+tool_args_hash: JSON values (one level of JSON-in-a-JSON-string is unwrapped) are
+canonicalized with sorted keys and compact separators before hashing, so key order
+and whitespace do not matter; other text is hashed as is. Hash: 16 hex characters of
+blake2b(digest_size=8). Token counts accept "12", "12.0", "1e3"; garbage or negative
+-> 0; capped at 2**63 - 1.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+_OPENINFERENCE_OPERATIONS = {
+    "AGENT": "invoke_agent",
+    "TOOL": "execute_tool",
+    "LLM": "chat",
+    "RETRIEVER": "retrieval",
+    "EMBEDDING": "embeddings",
+    "CHAIN": "chain",
+    "RERANKER": "rerank",
+    "GUARDRAIL": "guardrail",
+    "EVALUATOR": "evaluation",
+    "PROMPT": "prompt",
+}
+_TRACELOOP_OPERATIONS = {
+    "agent": "invoke_agent",
+    "tool": "execute_tool",
+    "workflow": "workflow",
+    "task": "task",
+}
+_LLM_REQUEST_TYPE_OPERATIONS = {
+    "chat": "chat",
+    "completion": "text_completion",
+    "embedding": "embeddings",
+    "rerank": "rerank",
+}
+_MAX_TOKENS = 2**63 - 1
+_JSON_OPENERS = frozenset('{["')
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,4 +103,113 @@ class AgentFields:
 
 
 def derive_agent_fields(span_attrs: Mapping[str, str]) -> AgentFields:
-    return AgentFields()
+    """Normalize one span's (stringified) attributes; see the module docstring."""
+    get = span_attrs.get
+    oi_kind = (get("openinference.span.kind") or "").upper()
+    tl_kind = (get("traceloop.span.kind") or "").lower()
+    tl_entity = get("traceloop.entity.name") or ""
+    oi_model = get("llm.model_name") or get("embedding.model_name")
+    return AgentFields(
+        agent_name=get("gen_ai.agent.name")
+        or get("agent.name")
+        or (tl_entity if tl_kind == "agent" else ""),
+        agent_id=get("gen_ai.agent.id") or "",
+        run_id=get("gen_ai.conversation.id")
+        or get("session.id")
+        or get("traceloop.association.properties.session_id")
+        or get("traceloop.association.properties.conversation_id")
+        or get("traceloop.association.properties.thread_id")
+        or "",
+        operation=get("gen_ai.operation.name") or _operation(span_attrs, oi_kind, tl_kind),
+        tool_name=get("gen_ai.tool.name")
+        or get("tool.name")
+        or (tl_entity if tl_kind == "tool" else ""),
+        tool_call_id=get("gen_ai.tool.call.id") or get("tool.id") or get("tool_call.id") or "",
+        tool_args_hash=_args_hash(_tool_args(span_attrs, oi_kind, tl_kind)),
+        request_model=get("gen_ai.request.model")
+        or get("llm.request.model_name")
+        or oi_model
+        or "",
+        response_model=get("gen_ai.response.model")
+        or get("llm.response.model_name")
+        or oi_model
+        or "",
+        provider=(
+            get("gen_ai.provider.name")
+            or get("gen_ai.system")
+            or get("llm.provider")
+            or get("llm.system")
+            or ""
+        ).lower(),
+        input_tokens=_tokens(
+            get("gen_ai.usage.input_tokens")
+            or get("gen_ai.usage.prompt_tokens")
+            or get("llm.token_count.prompt")
+            or get("llm.usage.prompt_tokens")
+        ),
+        output_tokens=_tokens(
+            get("gen_ai.usage.output_tokens")
+            or get("gen_ai.usage.completion_tokens")
+            or get("llm.token_count.completion")
+            or get("llm.usage.completion_tokens")
+        ),
+        error_type=get("error.type") or "",
+    )
+
+
+def _operation(span_attrs: Mapping[str, str], oi_kind: str, tl_kind: str) -> str:
+    """The operation when `gen_ai.operation.name` is absent: OpenInference, then Traceloop."""
+    operation = _OPENINFERENCE_OPERATIONS.get(oi_kind) or _TRACELOOP_OPERATIONS.get(tl_kind)
+    if operation:
+        return operation
+    request_type = span_attrs.get("llm.request.type")
+    if request_type:
+        return _LLM_REQUEST_TYPE_OPERATIONS.get(request_type.lower(), "")
+    return ""
+
+
+def _tool_args(span_attrs: Mapping[str, str], oi_kind: str, tl_kind: str) -> str:
+    """The raw tool-call arguments text, or "" when the span carries none."""
+    get = span_attrs.get
+    args = get("gen_ai.tool.call.arguments")
+    if not args and oi_kind == "TOOL":
+        args = get("input.value") or get("tool.parameters")
+    if not args and tl_kind == "tool":
+        args = get("traceloop.entity.input")
+    return args or ""
+
+
+def _args_hash(args: str) -> str:
+    """A 16-hex-char hash of `args`, canonicalized first when it is JSON; "" for no args."""
+    text = _canonical_json(args.strip()) if args else ""
+    if not text:
+        return ""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
+def _canonical_json(text: str) -> str:
+    """`text` re-serialized with sorted keys and no whitespace, or as is when not JSON."""
+    if text[:1] not in _JSON_OPENERS:
+        return text
+    try:
+        value = json.loads(text)
+        if isinstance(value, str) and value.lstrip()[:1] in _JSON_OPENERS:
+            value = json.loads(value)  # a JSON document stored as a JSON string
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (ValueError, RecursionError):
+        return text
+
+
+def _tokens(value: str | None) -> int:
+    """A non-negative token count from text such as "12" or "12.0"; anything else -> 0."""
+    if not value:
+        return 0
+    if len(value) < 19 and value.isascii() and value.isdigit():
+        return int(value)
+    try:
+        number = float(value)
+    except ValueError:
+        return 0
+    if not math.isfinite(number) or number < 1:
+        return 0
+    return min(int(number), _MAX_TOKENS)

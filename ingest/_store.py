@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import clickhouse_connect
-from clickhouse_connect.driver.exceptions import ClickHouseError
+from clickhouse_connect.driver.exceptions import ClickHouseError, DataError
 
 from ingest._batch import COLUMN_NAMES, SpanBatch
 from ingest._errors import PermanentStoreError, StoreInUseError, TransientStoreError
@@ -146,7 +146,7 @@ def classify_store_error(exc: BaseException) -> Exception:
     """Split store failures into permanent (bad data) and transient (retry)."""
     if isinstance(exc, PermanentStoreError | TransientStoreError):
         return exc
-    if isinstance(exc, TypeError | ValueError | OverflowError):
+    if isinstance(exc, DataError | TypeError | ValueError | OverflowError):
         return PermanentStoreError(f"batch cannot be encoded: {exc}")
     match = _ERROR_CODE.search(str(exc))
     if isinstance(exc, ClickHouseError) and match and int(match.group(1)) in _PERMANENT_CODES:

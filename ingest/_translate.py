@@ -69,6 +69,8 @@ def any_value_to_str(value: AnyValue) -> str:
         return repr(value.double_value)
     if kind is None:
         return ""
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode("ascii")
     return json.dumps(any_value_to_python(value), separators=(",", ":"), ensure_ascii=False)
 
 

@@ -1,0 +1,172 @@
+"""Test harness: run agentwatch for real, in a thread or a subprocess, and poll for results."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from agentwatch import Agentwatch, Endpoints, Settings
+
+T = TypeVar("T")
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "otlp_grpc": "127.0.0.1:0",
+        "otlp_http": "127.0.0.1:0",
+        "api": "127.0.0.1:0",
+        "flush_interval_s": 0.2,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def wait_for(
+    condition: Callable[[], T | None], timeout_s: float = 30.0, interval_s: float = 0.05
+) -> T:
+    """Poll until `condition()` is truthy and return it; fail with the last value."""
+    deadline = time.monotonic() + timeout_s
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise AssertionError(f"condition not met within {timeout_s}s (last value: {last!r})")
+
+
+class AgentwatchThread:
+    """`Agentwatch.running()` on its own event loop in a background thread."""
+
+    def __init__(self, settings: Settings, **app_kwargs: Any) -> None:
+        self.app = Agentwatch(settings, **app_kwargs)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._run, name="agentwatch-test", daemon=True)
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def endpoints(self) -> Endpoints:
+        assert self.app.endpoints is not None
+        return self.app.endpoints
+
+    @property
+    def grpc_target(self) -> str:
+        return self.endpoints.otlp_grpc
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            async with self.app.running():
+                self._started.set()
+                await self.app.wait()
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self._started.set()
+
+    def __enter__(self) -> AgentwatchThread:
+        self._thread.start()
+        self._started.wait(60)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self.app.request_stop)
+        self._thread.join(60)
+        if self._error is not None:
+            raise self._error
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def api(self, path: str, **params: Any) -> httpx.Response:
+        return httpx.get(f"{self.endpoints.api}{path}", params=params, timeout=10)
+
+    def stored_span_count(self, trace_id: str) -> int:
+        response = self.api(f"/api/v1/traces/{trace_id}")
+        return len(response.json()["spans"]) if response.status_code == 200 else 0
+
+
+class AgentwatchProcess:
+    """`agentwatch serve` as a real subprocess (for signals, SIGKILL and the CLI)."""
+
+    def __init__(self, data_dir: Path, *extra_args: str, env: dict[str, str] | None = None):
+        self.data_dir = data_dir
+        self.args = [
+            sys.executable,
+            "-m",
+            "agentwatch.cli",
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--otlp-grpc",
+            "127.0.0.1:0",
+            "--otlp-http",
+            "127.0.0.1:0",
+            "--api",
+            "127.0.0.1:0",
+            *extra_args,
+        ]
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[str] | None = None
+        self.endpoints: dict[str, str] = {}
+
+    def start(self, timeout_s: float = 60) -> AgentwatchProcess:
+        endpoints_file = self.data_dir / "endpoints.json"
+        self.proc = subprocess.Popen(
+            self.args, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+        def ready() -> dict[str, str] | None:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"agentwatch exited: {self.proc.communicate()[1]}")
+            if endpoints_file.exists():
+                loaded: dict[str, str] = json.loads(endpoints_file.read_text())
+                return loaded
+            return None
+
+        self.endpoints = wait_for(ready, timeout_s)
+        return self
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout_s: float = 60) -> tuple[int, str, str]:
+        assert self.proc is not None
+        out, err = self.proc.communicate(timeout=timeout_s)
+        return self.proc.returncode, out, err
+
+    def stop(self) -> tuple[int, str, str]:
+        self.signal(signal.SIGTERM)
+        return self.wait()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()

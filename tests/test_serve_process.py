@@ -1,0 +1,149 @@
+"""`agentwatch serve` as a real process: start-up, configuration errors, signals, drain."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.harness import AgentwatchProcess
+from tests.otlp import grpc_export, make_request, make_span
+
+
+def _run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agentwatch.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+def test_serve_binds_free_ports_and_writes_endpoints_json(tmp_path: Path) -> None:
+    server = AgentwatchProcess(tmp_path / "data").start()
+    try:
+        endpoints = server.endpoints
+        assert set(endpoints) == {"otlp_grpc", "otlp_http", "api"}
+        assert endpoints["otlp_grpc"].startswith("127.0.0.1:")
+        assert endpoints["otlp_http"].startswith("http://127.0.0.1:")
+        assert httpx.get(f"{endpoints['api']}/readyz").json() == {"status": "ready"}
+    finally:
+        code, out, err = server.stop()
+    assert code == 0
+    assert endpoints["api"] in out  # the chosen addresses are printed too
+    assert "Traceback" not in err
+    assert not (tmp_path / "data" / "endpoints.json").exists()
+
+
+def test_sigterm_stores_every_acknowledged_span_before_exit(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    # A long flush interval: without the drain, these spans would still be in memory.
+    server = AgentwatchProcess(data_dir, env={"AGENTWATCH_FLUSH_INTERVAL_S": "30"}).start()
+    acknowledged = 0
+    for _ in range(20):
+        request = make_request([make_span() for _ in range(50)])
+        result = grpc_export(server.endpoints["otlp_grpc"], request.SerializeToString())
+        assert result.ok
+        acknowledged += 50
+    server.signal(signal.SIGTERM)
+    code, _, err = server.wait()
+    assert code == 0, err
+
+    restarted = AgentwatchProcess(data_dir).start()
+    try:
+        traces = httpx.get(
+            f"{restarted.endpoints['api']}/api/v1/traces",
+            params={"since": "2026-11-01T00:00:00Z", "limit": 1000},
+        ).json()["traces"]
+    finally:
+        restarted.stop()
+    assert sum(t["span_count"] for t in traces) == acknowledged
+
+
+def test_second_process_on_the_same_data_dir_is_refused_in_one_line(tmp_path: Path) -> None:
+    first = AgentwatchProcess(tmp_path / "data").start()
+    try:
+        second = _run_cli(
+            "serve",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--otlp-grpc",
+            "127.0.0.1:0",
+            "--otlp-http",
+            "127.0.0.1:0",
+            "--api",
+            "127.0.0.1:0",
+        )
+    finally:
+        first.stop()
+    assert second.returncode == 2
+    assert second.stderr.strip().count("\n") == 0
+    assert "data dir in use by another agentwatch" in second.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        ([], {"AGENTWATCH_RETENTION_DAYS": "soon"}, "AGENTWATCH_RETENTION_DAYS"),
+        (["--otlp-grpc", "0.0.0.0:4317"], {}, "AGENTWATCH_INGEST_TOKENS is not set"),
+        (["--api", "0.0.0.0:8000"], {}, "AGENTWATCH_API_TOKENS is not set"),
+        (["--api", "localhost"], {}, "AGENTWATCH_API"),
+        ([], {"AGENTWATCH_INGEST_TOKENS": "no-tenant"}, "AGENTWATCH_INGEST_TOKENS"),
+        (["--clickhouse-url", "ftp://x"], {}, "AGENTWATCH_CLICKHOUSE_URL"),
+    ],
+)
+def test_bad_configuration_is_one_line_naming_the_setting(
+    tmp_path: Path, args: list[str], env: dict[str, str], expected: str
+) -> None:
+    result = _run_cli("serve", "--data-dir", str(tmp_path), *args, env={**os.environ, **env})
+
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("detectors: {}\nalertz: {}\n", "unknown key 'alertz'"),
+        ("detectors: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_config_file_is_one_line(tmp_path: Path, content: str, expected: str) -> None:
+    config = tmp_path / "agentwatch.yaml"
+    config.write_text(content)
+
+    result = _run_cli("serve", "--data-dir", str(tmp_path / "d"), "--config", str(config))
+
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+
+
+def test_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _run_cli(
+            "serve",
+            "--data-dir",
+            str(tmp_path),
+            "--api",
+            f"127.0.0.1:{port}",
+            "--otlp-grpc",
+            "127.0.0.1:0",
+            "--otlp-http",
+            "127.0.0.1:0",
+        )
+    assert result.returncode == 2
+    assert f"127.0.0.1:{port}" in result.stderr
+    assert result.stderr.strip().count("\n") == 0

@@ -1,0 +1,157 @@
+"""The ClickHouse store on real engines: embedded chDB always, a server when one is given.
+
+Set AGENTWATCH_TEST_CLICKHOUSE_URL (e.g. http://default:@127.0.0.1:8123) to run every
+test here against a ClickHouse server too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ingest import COLUMN_NAMES, ClickHouseStore, PermanentStoreError, chdb_dsn, translate
+from ingest._migrations import migration_files
+from tests.otlp import make_request, make_span
+
+SERVER_URL_VARIABLE = "AGENTWATCH_TEST_CLICKHOUSE_URL"
+# Read at import time, before the autouse fixture clears AGENTWATCH_* for each test.
+SERVER_URL = os.environ.get(SERVER_URL_VARIABLE, "")
+
+
+@pytest.fixture(params=["chdb", "server"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ClickHouseStore]:
+    database = f"agentwatch_test_{secrets.token_hex(4)}"
+    if request.param == "chdb":
+        dsn = chdb_dsn(tmp_path)
+    else:
+        if not SERVER_URL:
+            pytest.skip(f"no ClickHouse server: set {SERVER_URL_VARIABLE} to run this variant")
+        dsn = SERVER_URL
+    opened = ClickHouseStore(dsn, database=database, retention_days=30)
+    opened.open()
+    yield opened
+    if request.param == "server":
+        opened.query(f"DROP DATABASE IF EXISTS {database}")
+    opened.close()
+
+
+def _ddl_columns() -> list[str]:
+    """Column names declared in the span table's CREATE TABLE, Nested expanded."""
+    template = next(sql for _, name, sql in migration_files() if "otel_traces.sql" in name)
+    sql = "\n".join(line for line in template.splitlines() if not line.startswith("--"))
+    body = sql.split("(", 1)[1].split(") ENGINE", 1)[0]
+    columns: list[str] = []
+    nested: str | None = None
+    for raw_line in body.splitlines():
+        line = raw_line.strip()
+        if not line or line.startswith(("--", "INDEX", ")")):
+            if line.startswith(")") and nested:
+                nested = None
+            continue
+        name = re.match(r"^(\w+)", line)
+        if not name:
+            continue
+        if line.split()[1:2] == ["Nested"]:
+            nested = name.group(1)
+            continue
+        columns.append(f"{nested}.{name.group(1)}" if nested else name.group(1))
+    return columns
+
+
+def test_insert_column_list_matches_the_ddl_file() -> None:
+    assert list(COLUMN_NAMES) == _ddl_columns()
+
+
+def test_insert_column_list_matches_the_created_table(store: ClickHouseStore) -> None:
+    rows = store.query(
+        "SELECT name FROM system.columns WHERE database = {db:String} AND table = 'otel_traces' "
+        "ORDER BY position",
+        {"db": store.database},
+    )
+    assert [row["name"] for row in rows] == list(COLUMN_NAMES)
+
+
+def test_migrations_are_recorded_and_idempotent(store: ClickHouseStore) -> None:
+    store.open()  # second run: nothing to apply, nothing fails
+
+    applied = store.query(
+        f"SELECT version FROM {store.table('schema_migrations')} ORDER BY version"
+    )
+    assert [row["version"] for row in applied] == [v for v, _, _ in migration_files()]
+
+
+def test_inserted_spans_are_queryable_with_lookup_rows(store: ClickHouseStore) -> None:
+    spans = [make_span(attributes={"gen_ai.agent.name": "a"}) for _ in range(5)]
+    batch = translate(make_request(spans), "tenant-1")
+
+    store.insert_spans(batch)
+
+    rows = store.query(
+        f"SELECT count() AS n, any(AgentName) AS agent, any(TenantId) AS tenant "
+        f"FROM {store.table('otel_traces')}"
+    )
+    assert rows == [{"n": 5, "agent": "a", "tenant": "tenant-1"}]
+    lookup = store.query(
+        f"SELECT count() AS n FROM {store.table('otel_traces_trace_id_ts')} "
+        "WHERE TraceId = {t:String}",
+        {"t": batch.TraceId[0]},
+    )
+    assert lookup[0]["n"] >= 1
+
+
+def test_same_dedup_token_inserts_once(store: ClickHouseStore) -> None:
+    batch = translate(make_request([make_span() for _ in range(4)]), "t")
+
+    store.insert_spans(batch, dedup_token="wal-1-0")
+    store.insert_spans(batch, dedup_token="wal-1-0")  # a replay after a crash
+    store.insert_spans(batch, dedup_token="wal-1-1")  # a different batch token is kept
+
+    rows = store.query(
+        f"SELECT count() AS n, uniqExact(TraceId, SpanId) AS unique_spans "
+        f"FROM {store.table('otel_traces')}"
+    )
+    assert rows == [{"n": 8, "unique_spans": 4}]
+
+
+def test_bound_parameters_keep_hostile_values_inert(store: ClickHouseStore) -> None:
+    store.insert_spans(translate(make_request([make_span()]), "t"))
+
+    hostile = "x' OR 1=1 --"
+    rows = store.query(
+        f"SELECT count() AS n FROM {store.table('otel_traces')} WHERE ServiceName = {{s:String}}",
+        {"s": hostile},
+    )
+    assert rows == [{"n": 0}]
+
+
+def test_a_batch_the_store_cannot_encode_is_a_permanent_error(store: ClickHouseStore) -> None:
+    batch = translate(make_request([make_span()]), "t")
+    batch.Duration[0] = -5  # UInt64 cannot hold it
+
+    with pytest.raises(PermanentStoreError):
+        store.insert_spans(batch)
+
+
+def test_retention_setting_is_the_table_ttl_and_follows_changes(
+    store: ClickHouseStore,
+) -> None:
+    def ttl() -> str:
+        rows = store.query(
+            "SELECT create_table_query AS q FROM system.tables "
+            "WHERE database = {db:String} AND name = 'otel_traces'",
+            {"db": store.database},
+        )
+        return str(rows[0]["q"])
+
+    assert "toIntervalDay(30)" in ttl()
+    assert "ttl_only_drop_parts = 1" in ttl()
+
+    changed = ClickHouseStore(store.dsn, database=store.database, retention_days=7)
+    changed.open()
+
+    assert "toIntervalDay(7)" in ttl()
