@@ -83,6 +83,9 @@ _LLM_REQUEST_TYPE_OPERATIONS = {
 }
 _MAX_TOKENS = 2**63 - 1
 _JSON_OPENERS = frozenset('{["')
+# Built once: json.dumps with non-default options constructs a new encoder per call.
+_JSON_DECODER = json.JSONDecoder()
+_CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,58 +105,86 @@ class AgentFields:
     error_type: str = ""
 
 
+_NOTHING_KNOWN = AgentFields()  # frozen, so one shared instance is safe
+
+
 def derive_agent_fields(span_attrs: Mapping[str, str]) -> AgentFields:
     """Normalize one span's (stringified) attributes; see the module docstring."""
     get = span_attrs.get
     oi_kind = (get("openinference.span.kind") or "").upper()
     tl_kind = (get("traceloop.span.kind") or "").lower()
     tl_entity = get("traceloop.entity.name") or ""
-    oi_model = get("llm.model_name") or get("embedding.model_name")
-    return AgentFields(
-        agent_name=get("gen_ai.agent.name")
-        or get("agent.name")
-        or (tl_entity if tl_kind == "agent" else ""),
-        agent_id=get("gen_ai.agent.id") or "",
-        run_id=get("gen_ai.conversation.id")
+    oi_model = get("llm.model_name") or get("embedding.model_name") or ""
+    agent_name = (
+        get("gen_ai.agent.name") or get("agent.name") or (tl_entity if tl_kind == "agent" else "")
+    )
+    agent_id = get("gen_ai.agent.id") or ""
+    run_id = (
+        get("gen_ai.conversation.id")
         or get("session.id")
         or get("traceloop.association.properties.session_id")
         or get("traceloop.association.properties.conversation_id")
         or get("traceloop.association.properties.thread_id")
-        or "",
-        operation=get("gen_ai.operation.name") or _operation(span_attrs, oi_kind, tl_kind),
-        tool_name=get("gen_ai.tool.name")
-        or get("tool.name")
-        or (tl_entity if tl_kind == "tool" else ""),
-        tool_call_id=get("gen_ai.tool.call.id") or get("tool.id") or get("tool_call.id") or "",
-        tool_args_hash=_args_hash(_tool_args(span_attrs, oi_kind, tl_kind)),
-        request_model=get("gen_ai.request.model")
-        or get("llm.request.model_name")
-        or oi_model
-        or "",
-        response_model=get("gen_ai.response.model")
-        or get("llm.response.model_name")
-        or oi_model
-        or "",
-        provider=(
-            get("gen_ai.provider.name")
-            or get("gen_ai.system")
-            or get("llm.provider")
-            or get("llm.system")
-            or ""
-        ).lower(),
-        input_tokens=_tokens(
-            get("gen_ai.usage.input_tokens")
-            or get("gen_ai.usage.prompt_tokens")
-            or get("llm.token_count.prompt")
-            or get("llm.usage.prompt_tokens")
-        ),
-        output_tokens=_tokens(
-            get("gen_ai.usage.output_tokens")
-            or get("gen_ai.usage.completion_tokens")
-            or get("llm.token_count.completion")
-            or get("llm.usage.completion_tokens")
-        ),
-        error_type=get("error.type") or "",
+        or ""
+    )
+    operation = get("gen_ai.operation.name") or _operation(span_attrs, oi_kind, tl_kind)
+    tool_name = (
+        get("gen_ai.tool.name") or get("tool.name") or (tl_entity if tl_kind == "tool" else "")
+    )
+    tool_call_id = get("gen_ai.tool.call.id") or get("tool.id") or get("tool_call.id") or ""
+    tool_args_hash = _args_hash(_tool_args(span_attrs, oi_kind, tl_kind))
+    request_model = get("gen_ai.request.model") or get("llm.request.model_name") or oi_model
+    response_model = get("gen_ai.response.model") or get("llm.response.model_name") or oi_model
+    provider = (
+        get("gen_ai.provider.name")
+        or get("gen_ai.system")
+        or get("llm.provider")
+        or get("llm.system")
+    )
+    input_tokens = _tokens(
+        get("gen_ai.usage.input_tokens")
+        or get("gen_ai.usage.prompt_tokens")
+        or get("llm.token_count.prompt")
+        or get("llm.usage.prompt_tokens")
+    )
+    output_tokens = _tokens(
+        get("gen_ai.usage.output_tokens")
+        or get("gen_ai.usage.completion_tokens")
+        or get("llm.token_count.completion")
+        or get("llm.usage.completion_tokens")
+    )
+    error_type = get("error.type") or ""
+    known = (
+        operation
+        or agent_name
+        or run_id
+        or agent_id
+        or tool_name
+        or tool_call_id
+        or tool_args_hash
+        or request_model
+        or response_model
+        or provider
+        or input_tokens
+        or output_tokens
+        or error_type
+    )
+    if not known:
+        return _NOTHING_KNOWN  # most non-GenAI spans: skip building a frozen dataclass
+    return AgentFields(
+        agent_name=agent_name,
+        agent_id=agent_id,
+        run_id=run_id,
+        operation=operation,
+        tool_name=tool_name,
+        tool_call_id=tool_call_id,
+        tool_args_hash=tool_args_hash,
+        request_model=request_model,
+        response_model=response_model,
+        provider=provider.lower() if provider else "",
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        error_type=error_type,
     )
 
 
@@ -192,10 +223,10 @@ def _canonical_json(text: str) -> str:
     if text[:1] not in _JSON_OPENERS:
         return text
     try:
-        value = json.loads(text)
+        value = _JSON_DECODER.decode(text)
         if isinstance(value, str) and value.lstrip()[:1] in _JSON_OPENERS:
-            value = json.loads(value)  # a JSON document stored as a JSON string
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            value = _JSON_DECODER.decode(value)  # a JSON document stored as a JSON string
+        return _CANONICAL_ENCODER.encode(value)
     except (ValueError, RecursionError):
         return text
 

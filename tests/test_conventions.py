@@ -604,7 +604,7 @@ def test_blank_args_give_no_hash(raw: str) -> None:
 def test_args_hash_never_raises_on_hostile_input(raw: str) -> None:
     digest = _args_hash(raw)
     assert len(digest) == 16
-    int(digest, 16)
+    assert set(digest) <= set("0123456789abcdef")
 
 
 def test_input_value_is_not_args_on_non_tool_openinference_spans() -> None:

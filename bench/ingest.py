@@ -1,0 +1,151 @@
+"""Ingest benchmark: spans/s accepted and stored, export latency, peak RSS.
+
+Starts `agentwatch serve` (embedded chDB, fresh data dir) in its own process, drives it
+with the shared pre-encoded OTLP load generator (`shared/tools/otlp_load.py`) in
+another, and waits until every accepted span is confirmed stored by the store
+(the `agentwatch_spans_stored_total` counter, which only moves after an insert
+succeeded, so the spans are queryable).
+
+    .venv/bin/python bench/ingest.py                      # gRPC, 2000 x 100 spans
+    .venv/bin/python bench/ingest.py --transport http --requests 1000
+    make bench ARGS="--requests 4000 --concurrency 8"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_LOAD_TOOL = ROOT.parent / "shared" / "tools" / "otlp_load.py"
+
+
+def start_server(
+    data_dir: Path, extra_env: dict[str, str]
+) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    args = [
+        sys.executable,
+        "-m",
+        "agentwatch.cli",
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--otlp-grpc",
+        "127.0.0.1:0",
+        "--otlp-http",
+        "127.0.0.1:0",
+        "--api",
+        "127.0.0.1:0",
+        "--log-level",
+        "warning",
+    ]
+    proc = subprocess.Popen(
+        args, env={**os.environ, **extra_env}, stdout=subprocess.DEVNULL, text=True
+    )
+    endpoints_file = data_dir / "endpoints.json"
+    deadline = time.monotonic() + 60
+    while not endpoints_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("agentwatch did not start")
+        time.sleep(0.05)
+    endpoints: dict[str, str] = json.loads(endpoints_file.read_text())
+    return proc, endpoints
+
+
+def stored_spans(api: str) -> float:
+    text = httpx.get(f"{api}/metrics", timeout=10).text
+    match = re.search(r"^agentwatch_spans_stored_total (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def peak_rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"VmHWM:\s+(\d+) kB", status)
+    return int(match.group(1)) / 1024 if match else float("nan")
+
+
+def run_load(args: argparse.Namespace, endpoints: dict[str, str]) -> dict[str, Any]:
+    target = (
+        ["--target", endpoints["otlp_grpc"]]
+        if args.transport == "grpc"
+        else ["--http", f"{endpoints['otlp_http']}/v1/traces"]
+    )
+    command = [
+        sys.executable,
+        str(args.load_tool),
+        *target,
+        "--requests",
+        str(args.requests),
+        "--spans-per-request",
+        str(args.spans_per_request),
+        "--concurrency",
+        str(args.concurrency),
+        "--retries",
+        "20",
+        "--json",
+        "-",
+        "--quiet",
+    ]
+    if args.gzip:
+        command.append("--gzip")
+    out = subprocess.run(command, capture_output=True, text=True, check=False).stdout
+    result: dict[str, Any] = json.loads(out[out.index("{") :])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--transport", choices=["grpc", "http"], default="grpc")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--spans-per-request", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--gzip", action="store_true")
+    parser.add_argument("--load-tool", type=Path, default=DEFAULT_LOAD_TOOL)
+    args = parser.parse_args()
+    if not args.load_tool.exists():
+        raise SystemExit(f"load generator not found: {args.load_tool} (use --load-tool)")
+
+    with tempfile.TemporaryDirectory(prefix="agentwatch-bench-") as tmp:
+        proc, endpoints = start_server(Path(tmp) / "data", {})
+        try:
+            started = time.monotonic()
+            load = run_load(args, endpoints)
+            accepted = load["accepted_spans"]
+            while stored_spans(endpoints["api"]) < accepted:
+                if time.monotonic() - started > 900:
+                    raise SystemExit("spans were not all stored within 900 s")
+                time.sleep(0.05)
+            stored_wall = time.monotonic() - started
+            rss = peak_rss_mib(proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait(60)
+    figures = {
+        "transport": args.transport,
+        "gzip": args.gzip,
+        "spans": accepted,
+        "spans_per_request": args.spans_per_request,
+        "concurrency": args.concurrency,
+        "accepted_spans_per_s": round(load["accepted_spans_per_s"]),
+        "stored_spans_per_s": round(accepted / stored_wall),
+        "export_latency_p50_ms": round(load["latency_ms"]["p50"], 1),
+        "export_latency_p99_ms": round(load["latency_ms"]["p99"], 1),
+        "failed_requests": load["failed_requests"],
+        "retries": load.get("retries", 0),
+        "server_peak_rss_mib": round(rss),
+    }
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
