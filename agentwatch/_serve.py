@@ -33,6 +33,7 @@ from ingest import (
     SpanStore,
     StoreInUseError,
     TransientStoreError,
+    WalConfig,
     chdb_dsn,
 )
 
@@ -164,15 +165,14 @@ class Agentwatch:
 
     def _build_pipeline(self, store: ClickHouseStore) -> IngestPipeline:
         settings = self.settings
-        config = PipelineConfig(
-            batch_max_spans=settings.batch_max_spans,
-            flush_interval_s=settings.flush_interval_s,
-            queue_max_spans=settings.queue_max_spans,
+        wal = WalConfig(
+            max_bytes=settings.wal_max_bytes,
+            max_pending_bytes=settings.max_pending_bytes,
+            seal_spans=settings.batch_max_spans,
+            seal_age_s=settings.flush_interval_s,
         )
         span_store: SpanStore = self._wrap_store(store) if self._wrap_store else store
-        return IngestPipeline(
-            span_store, config, self.metrics, dead_letter_dir=self.data_dir / "deadletter"
-        )
+        return IngestPipeline(span_store, PipelineConfig(wal=wal), self.metrics, self.data_dir)
 
     def _api_context(self, store: ClickHouseStore, pipeline: IngestPipeline) -> ApiContext:
         return ApiContext(
@@ -185,7 +185,7 @@ class Agentwatch:
 
     @staticmethod
     async def _log_drain(pipeline: IngestPipeline) -> None:
-        log.info("draining: %d accepted spans to store", pipeline.pending_spans)
+        log.info("draining: %d log segments to store", pipeline.backlog_segments)
 
 
 def _bind(address: str) -> socket.socket:

@@ -17,9 +17,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from ingest import IngestMetrics, OverloadedError, drop_invalid_spans, span_count
 
-# The pipeline's entry point: take a validated request for a tenant or raise
-# OverloadedError. The receivers know nothing else about what happens next.
-AcceptFn = Callable[[str, ExportTraceServiceRequest], Awaitable[int]]
+# The pipeline's entry point: make a validated request durable for a tenant (given its
+# wire bytes when they still match it), or raise OverloadedError. The receivers know
+# nothing else about what happens next.
+AcceptFn = Callable[[str, ExportTraceServiceRequest, bytes | None], Awaitable[int]]
 
 
 class Failure(enum.Enum):
@@ -76,15 +77,20 @@ class ExportHandler:
         return ExportOutcome(failure=failure, message=message)
 
     async def export(
-        self, transport: str, tenant: str, request: ExportTraceServiceRequest
+        self,
+        transport: str,
+        tenant: str,
+        request: ExportTraceServiceRequest,
+        raw: bytes | None = None,
     ) -> ExportOutcome:
+        """Validate, then accept; `raw` is the request's protobuf bytes when available."""
         received = span_count(request)
         self._metrics.spans_received.labels(transport).inc(received)
         rejected, message = drop_invalid_spans(request)
         if rejected:
             self._metrics.spans_rejected.labels(transport, "invalid_id").inc(rejected)
         try:
-            accepted = await self._accept(tenant, request)
+            accepted = await self._accept(tenant, request, None if rejected else raw)
         except OverloadedError as exc:
             self._metrics.spans_rejected.labels(transport, "overloaded").inc(received - rejected)
             self._metrics.requests_failed.labels(transport, Failure.OVERLOADED.value).inc()

@@ -92,7 +92,7 @@ class GrpcReceiver:
         except UndecodableBodyError as exc:
             await self._abort(context, self._handler.fail("grpc", Failure.UNDECODABLE, str(exc)))
         assert tenant is not None
-        outcome = await self._handler.export("grpc", tenant, request)
+        outcome = await self._handler.export("grpc", tenant, request, body)
         if outcome.failure is not None:
             await self._abort(context, outcome)
         response = ExportTraceServiceResponse()

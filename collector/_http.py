@@ -105,7 +105,8 @@ class HttpReceiver:
             return fail("http", Failure.TOO_LARGE, str(exc)), response
         except (UndecodableBodyError, UnsupportedEncodingError) as exc:
             return fail("http", Failure.UNDECODABLE, str(exc)), response
-        outcome = await self._handler.export("http", tenant, request)
+        raw = body if media_type == PROTOBUF else None
+        outcome = await self._handler.export("http", tenant, request, raw)
         if outcome.rejected_spans:
             response.partial_success.CopyFrom(
                 ExportTracePartialSuccess(

@@ -10,13 +10,13 @@ from ingest._errors import (
     TransientStoreError,
 )
 from ingest._metrics import IngestMetrics
-from ingest._pipeline import BatchConsumer, IngestPipeline, PipelineConfig, SpanStore
+from ingest._pipeline import IngestPipeline, PipelineConfig, SegmentConsumer, SpanStore
 from ingest._store import ClickHouseStore, chdb_dsn
 from ingest._translate import drop_invalid_spans, span_count, translate
+from ingest._wal import Segment, WalConfig
 
 __all__ = [
     "COLUMN_NAMES",
-    "BatchConsumer",
     "ClickHouseStore",
     "EnclosingResolver",
     "IngestError",
@@ -25,11 +25,14 @@ __all__ = [
     "OverloadedError",
     "PermanentStoreError",
     "PipelineConfig",
+    "Segment",
+    "SegmentConsumer",
     "SpanBatch",
     "SpanLink",
     "SpanStore",
     "StoreInUseError",
     "TransientStoreError",
+    "WalConfig",
     "chdb_dsn",
     "drop_invalid_spans",
     "span_count",

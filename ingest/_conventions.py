@@ -115,18 +115,9 @@ def derive_agent_fields(span_attrs: Mapping[str, str]) -> AgentFields:
     tl_kind = (get("traceloop.span.kind") or "").lower()
     tl_entity = get("traceloop.entity.name") or ""
     oi_model = get("llm.model_name") or get("embedding.model_name") or ""
-    agent_name = (
-        get("gen_ai.agent.name") or get("agent.name") or (tl_entity if tl_kind == "agent" else "")
-    )
+    agent_name = _agent_name(span_attrs, tl_kind)
     agent_id = get("gen_ai.agent.id") or ""
-    run_id = (
-        get("gen_ai.conversation.id")
-        or get("session.id")
-        or get("traceloop.association.properties.session_id")
-        or get("traceloop.association.properties.conversation_id")
-        or get("traceloop.association.properties.thread_id")
-        or ""
-    )
+    run_id = _run_id(span_attrs)
     operation = get("gen_ai.operation.name") or _operation(span_attrs, oi_kind, tl_kind)
     tool_name = (
         get("gen_ai.tool.name") or get("tool.name") or (tl_entity if tl_kind == "tool" else "")
@@ -185,6 +176,38 @@ def derive_agent_fields(span_attrs: Mapping[str, str]) -> AgentFields:
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         error_type=error_type,
+    )
+
+
+def enclosing_context(span_attrs: Mapping[str, str]) -> tuple[str, str, str]:
+    """(agent name, run id, tool args hash): the fields ingest resolves across spans.
+
+    The same rules as `derive_agent_fields`, for the receive path, which needs only these.
+    """
+    tl_kind = (span_attrs.get("traceloop.span.kind") or "").lower()
+    oi_kind = (span_attrs.get("openinference.span.kind") or "").upper()
+    return (
+        _agent_name(span_attrs, tl_kind),
+        _run_id(span_attrs),
+        _args_hash(_tool_args(span_attrs, oi_kind, tl_kind)),
+    )
+
+
+def _agent_name(span_attrs: Mapping[str, str], tl_kind: str) -> str:
+    get = span_attrs.get
+    tl_entity = get("traceloop.entity.name") if tl_kind == "agent" else ""
+    return get("gen_ai.agent.name") or get("agent.name") or tl_entity or ""
+
+
+def _run_id(span_attrs: Mapping[str, str]) -> str:
+    get = span_attrs.get
+    return (
+        get("gen_ai.conversation.id")
+        or get("session.id")
+        or get("traceloop.association.properties.session_id")
+        or get("traceloop.association.properties.conversation_id")
+        or get("traceloop.association.properties.thread_id")
+        or ""
     )
 
 

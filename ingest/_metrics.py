@@ -56,6 +56,15 @@ class IngestMetrics:
         self.dead_lettered_spans = Counter(
             "agentwatch_dead_lettered_spans", "Spans in dead-lettered batches", registry=r
         )
-        self.queue_spans = Gauge(
-            "agentwatch_queue_spans", "Accepted spans not yet stored", registry=r
+        self.wal_bytes = Gauge(
+            "agentwatch_wal_bytes", "Write-ahead log bytes on disk not yet stored", registry=r
+        )
+        self.wal_pending_bytes = Gauge(
+            "agentwatch_wal_pending_bytes", "Bytes waiting for the next group commit", registry=r
+        )
+        self.wal_fsyncs = Counter(
+            "agentwatch_wal_fsyncs", "Group commits (one fsync each)", registry=r
+        )
+        self.wal_lag_segments = Gauge(
+            "agentwatch_wal_lag_segments", "Sealed log segments waiting for the store", registry=r
         )

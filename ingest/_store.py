@@ -17,16 +17,21 @@ from typing import Any
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError, DataError
 
-from ingest._batch import COLUMN_NAMES, SpanBatch
 from ingest._errors import PermanentStoreError, StoreInUseError, TransientStoreError
+from ingest._insert_sql import file_source, input_source, insert_query, insert_settings
 from ingest._migrations import apply_migrations
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-# ClickHouse error codes that mean "this data can never be inserted" (bad types, bad
-# values); anything else — network, timeouts, too many parts — is worth a retry.
-_PERMANENT_CODES = frozenset({6, 27, 38, 41, 53, 62, 69, 70, 72, 117, 131, 190, 321, 354})
-_ERROR_CODE = re.compile(r"Code: (\d+)")
+# ClickHouse errors (by the name at the end of the message) that mean "this data can
+# never be inserted": it does not parse or does not fit. Anything else — network,
+# timeouts, too many parts, and also a bug in agentwatch's own query — is retried:
+# a query bug must stall ingest loudly (metrics, /readyz), not dead-letter every batch.
+_PERMANENT_ERROR = re.compile(
+    r"\((CANNOT_PARSE_\w+|ATTEMPT_TO_READ_AFTER_EOF|CANNOT_READ_ALL_DATA|INCORRECT_DATA"
+    r"|\w*PROTOBUF\w*|TOO_LARGE_STRING_SIZE|TOO_LARGE_ARRAY_SIZE|VALUE_IS_OUT_OF_RANGE\w*"
+    r"|CANNOT_CONVERT_TYPE|TYPE_MISMATCH|UNEXPECTED_END_OF_FILE)\)"
+)
 
 
 def chdb_dsn(data_dir: Path) -> str:
@@ -89,21 +94,18 @@ class ClickHouseStore:
 
     # -- writes ----------------------------------------------------------------------
 
-    def insert_spans(self, batch: SpanBatch, dedup_token: str | None = None) -> None:
-        """Insert one batch; a given `dedup_token` makes a retried insert a no-op."""
-        if not len(batch):
-            return
-        settings: dict[str, Any] = {}
-        if dedup_token:
-            settings["insert_deduplication_token"] = dedup_token
+    def insert_segment(self, path: Path, dedup_token: str) -> None:
+        """Insert a write-ahead-log segment; ClickHouse parses and normalizes the records.
+
+        chDB reads the file itself; a server gets its bytes in the request body. The
+        same `dedup_token` makes a replayed segment a no-op.
+        """
+        if self.is_embedded:
+            query, data = insert_query(self.database, file_source(str(path))), None
+        else:
+            query, data = insert_query(self.database, input_source()), path.read_bytes()
         try:
-            self._client().insert(
-                self.table("otel_traces"),
-                batch.columns(),
-                column_names=list(COLUMN_NAMES),
-                column_oriented=True,
-                settings=settings,
-            )
+            self._client().command(query, data=data, settings=insert_settings(dedup_token))
         except Exception as exc:
             self._drop_thread_client()
             raise classify_store_error(exc) from exc
@@ -148,8 +150,7 @@ def classify_store_error(exc: BaseException) -> Exception:
         return exc
     if isinstance(exc, DataError | TypeError | ValueError | OverflowError):
         return PermanentStoreError(f"batch cannot be encoded: {exc}")
-    match = _ERROR_CODE.search(str(exc))
-    if isinstance(exc, ClickHouseError) and match and int(match.group(1)) in _PERMANENT_CODES:
+    if isinstance(exc, ClickHouseError) and _PERMANENT_ERROR.search(str(exc)):
         return PermanentStoreError(str(exc).splitlines()[0][:500])
     return TransientStoreError(str(exc).splitlines()[0][:500] if str(exc) else repr(exc))
 

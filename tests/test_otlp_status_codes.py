@@ -41,7 +41,9 @@ class FakeSink:
     accepted: list[tuple[str, ExportTraceServiceRequest]] = field(default_factory=list)
     overloaded: bool = False
 
-    async def accept(self, tenant: str, request: ExportTraceServiceRequest) -> int:
+    async def accept(
+        self, tenant: str, request: ExportTraceServiceRequest, raw: bytes | None
+    ) -> int:
         if self.overloaded:
             raise OverloadedError("queue full", retry_after_s=2.0)
         self.accepted.append((tenant, request))

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from ingest import COLUMN_NAMES, ClickHouseStore, PermanentStoreError, chdb_dsn, translate
+from ingest import COLUMN_NAMES, ClickHouseStore, PermanentStoreError, chdb_dsn
 from ingest._migrations import migration_files
+from ingest._wal_record import frame
 from tests.otlp import make_request, make_span
+from tests.segments import write_segment
 
 SERVER_URL_VARIABLE = "AGENTWATCH_TEST_CLICKHOUSE_URL"
 # Read at import time, before the autouse fixture clears AGENTWATCH_* for each test.
@@ -85,11 +87,21 @@ def test_migrations_are_recorded_and_idempotent(store: ClickHouseStore) -> None:
     assert [row["version"] for row in applied] == [v for v, _, _ in migration_files()]
 
 
-def test_inserted_spans_are_queryable_with_lookup_rows(store: ClickHouseStore) -> None:
-    spans = [make_span(attributes={"gen_ai.agent.name": "a"}) for _ in range(5)]
-    batch = translate(make_request(spans), "tenant-1")
+def _count(store: ClickHouseStore) -> dict[str, int]:
+    rows = store.query(
+        f"SELECT count() AS n, uniqExact(TraceId, SpanId) AS unique_spans "
+        f"FROM {store.table('otel_traces')}"
+    )
+    return {k: int(v) for k, v in rows[0].items()}
 
-    store.insert_spans(batch)
+
+def test_inserted_segment_is_queryable_with_lookup_rows(
+    store: ClickHouseStore, tmp_path: Path
+) -> None:
+    spans = [make_span(attributes={"gen_ai.agent.name": "a"}) for _ in range(5)]
+    segment = write_segment(tmp_path / "1.seg", [make_request(spans)], tenant="tenant-1")
+
+    store.insert_segment(segment, "wal-test-1")
 
     rows = store.query(
         f"SELECT count() AS n, any(AgentName) AS agent, any(TenantId) AS tenant "
@@ -99,27 +111,27 @@ def test_inserted_spans_are_queryable_with_lookup_rows(store: ClickHouseStore) -
     lookup = store.query(
         f"SELECT count() AS n FROM {store.table('otel_traces_trace_id_ts')} "
         "WHERE TraceId = {t:String}",
-        {"t": batch.TraceId[0]},
+        {"t": spans[0].trace_id.hex()},
     )
     assert lookup[0]["n"] >= 1
 
 
-def test_same_dedup_token_inserts_once(store: ClickHouseStore) -> None:
-    batch = translate(make_request([make_span() for _ in range(4)]), "t")
+def test_replaying_a_segment_with_its_token_inserts_nothing_twice(
+    store: ClickHouseStore, tmp_path: Path
+) -> None:
+    requests = [make_request([make_span() for _ in range(4)]) for _ in range(3)]
+    segment = write_segment(tmp_path / "7.seg", requests)
 
-    store.insert_spans(batch, dedup_token="wal-1-0")
-    store.insert_spans(batch, dedup_token="wal-1-0")  # a replay after a crash
-    store.insert_spans(batch, dedup_token="wal-1-1")  # a different batch token is kept
+    store.insert_segment(segment, "wal-abc-7")
+    store.insert_segment(segment, "wal-abc-7")  # a replay after a crash
 
-    rows = store.query(
-        f"SELECT count() AS n, uniqExact(TraceId, SpanId) AS unique_spans "
-        f"FROM {store.table('otel_traces')}"
-    )
-    assert rows == [{"n": 8, "unique_spans": 4}]
+    assert _count(store) == {"n": 12, "unique_spans": 12}
+    store.insert_segment(segment, "wal-abc-8")  # another token is another batch
+    assert _count(store) == {"n": 24, "unique_spans": 12}
 
 
-def test_bound_parameters_keep_hostile_values_inert(store: ClickHouseStore) -> None:
-    store.insert_spans(translate(make_request([make_span()]), "t"))
+def test_bound_parameters_keep_hostile_values_inert(store: ClickHouseStore, tmp_path: Path) -> None:
+    store.insert_segment(write_segment(tmp_path / "1.seg", [make_request([make_span()])]), "t")
 
     hostile = "x' OR 1=1 --"
     rows = store.query(
@@ -129,12 +141,16 @@ def test_bound_parameters_keep_hostile_values_inert(store: ClickHouseStore) -> N
     assert rows == [{"n": 0}]
 
 
-def test_a_batch_the_store_cannot_encode_is_a_permanent_error(store: ClickHouseStore) -> None:
-    batch = translate(make_request([make_span()]), "t")
-    batch.Duration[0] = -5  # UInt64 cannot hold it
+def test_a_segment_the_store_cannot_parse_is_a_permanent_error(
+    store: ClickHouseStore, tmp_path: Path
+) -> None:
+    segment = tmp_path / "bad.seg"
+    segment.write_bytes(frame(b"\x0a\xff\xff\xff\xff\x0f garbage that is not protobuf"))
 
     with pytest.raises(PermanentStoreError):
-        store.insert_spans(batch)
+        store.insert_segment(segment, "t-bad")
+
+    assert _count(store)["n"] == 0
 
 
 def test_retention_setting_is_the_table_ttl_and_follows_changes(

@@ -1,0 +1,230 @@
+"""The INSERT … SELECT that turns WAL records into `otel_traces` rows inside ClickHouse.
+
+`sql/insert_spans.sql` holds the query; this module fills in the expressions that
+repeat (attribute maps, AnyValue rendering, "first non-empty of" chains) and the
+input structure that matches `sql/otlp_record.proto`. The mapping mirrors
+`ingest/_conventions.py` field for field; tests check the two agree.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+_SQL_PACKAGE = "ingest.sql"
+
+_ONEOF = (
+    "Enum8('none' = 0, 'string_value' = 1, 'bool_value' = 2, 'int_value' = 3, "
+    "'double_value' = 4, 'array_value' = 5, 'kvlist_value' = 6, 'bytes_value' = 7)"
+)
+_SCALARS = "string_value String, bool_value Bool, int_value Int64, double_value Float64"
+_LEAF = (
+    f"Tuple(value {_ONEOF}, {_SCALARS}, "
+    "array_value String, kvlist_value String, bytes_value String)"
+)
+_ANY = (
+    f"Tuple(value {_ONEOF}, {_SCALARS}, array_value Tuple(values Array({_LEAF})), "
+    f"kvlist_value Tuple(values Array(Tuple(key String, value {_LEAF}))), bytes_value String)"
+)
+_ATTRS = f"Array(Tuple(key String, value {_ANY}))"
+_SPAN = (
+    "Tuple(trace_id String, span_id String, trace_state String, parent_span_id String, "
+    "name String, kind Int32, start_time_unix_nano UInt64, end_time_unix_nano UInt64, "
+    f"attributes {_ATTRS}, "
+    f"events Array(Tuple(time_unix_nano UInt64, name String, attributes {_ATTRS})), "
+    f"links Array(Tuple(trace_id String, span_id String, trace_state String, "
+    f"attributes {_ATTRS})), "
+    "status Tuple(message String, code Int32))"
+)
+# The columns ClickHouse reads from each record (format Protobuf, message WalRecord).
+RECORD_STRUCTURE = (
+    f"resource_spans Array(Tuple(resource Tuple(attributes {_ATTRS}), "
+    f"scope_spans Array(Tuple(scope Tuple(name String, version String), spans Array({_SPAN}))))), "
+    "tenant String, "
+    "resolved Nested(span_id String, agent_name String, run_id String, tool_args_hash String)"
+)
+
+
+def _leaf_json(x: str) -> str:
+    """A one-level-deep AnyValue as JSON text (deeper nesting: its raw bytes, base64)."""
+    return (
+        f"multiIf({x}.value = 'string_value', toJSONString({x}.string_value), "
+        f"{x}.value = 'bool_value', if({x}.bool_value, 'true', 'false'), "
+        f"{x}.value = 'int_value', toString({x}.int_value), "
+        f"{x}.value = 'double_value', toString({x}.double_value), "
+        f"{x}.value = 'bytes_value', toJSONString(base64Encode({x}.bytes_value)), "
+        f"{x}.value = 'array_value', toJSONString(base64Encode({x}.array_value)), "
+        f"{x}.value = 'kvlist_value', toJSONString(base64Encode({x}.kvlist_value)), 'null')"
+    )
+
+
+def value_string(v: str) -> str:
+    """An AnyValue as the Collector's `AsString()`: scalars as text, arrays/maps as JSON."""
+    array_items = f"arrayMap(x -> {_leaf_json('x')}, {v}.array_value.values)"
+    map_items = (
+        f"arrayMap(x -> concat(toJSONString(x.key), ':', {_leaf_json('x.value')}), "
+        f"{v}.kvlist_value.values)"
+    )
+    return (
+        f"multiIf({v}.value = 'string_value', {v}.string_value, "
+        f"{v}.value = 'bool_value', if({v}.bool_value, 'true', 'false'), "
+        f"{v}.value = 'int_value', toString({v}.int_value), "
+        f"{v}.value = 'double_value', toString({v}.double_value), "
+        f"{v}.value = 'array_value', concat('[', arrayStringConcat({array_items}, ','), ']'), "
+        f"{v}.value = 'kvlist_value', concat('{{', arrayStringConcat({map_items}, ','), '}}'), "
+        f"{v}.value = 'bytes_value', base64Encode({v}.bytes_value), '')"
+    )
+
+
+def attribute_map(attributes: str) -> str:
+    return (
+        f"mapFromArrays(arrayMap(a -> a.key, {attributes}), "
+        f"arrayMap(a -> {value_string('a.value')}, {attributes}))"
+    )
+
+
+def _attr(key: str) -> str:
+    return f"attrs['{key}']"
+
+
+def _first_nonempty(*expressions: str) -> str:
+    branches = ", ".join(f"{e} != '', {e}" for e in expressions)
+    return f"multiIf({branches}, '')"
+
+
+def _transform(expression: str, mapping: dict[str, str]) -> str:
+    keys = ", ".join(f"'{k}'" for k in mapping)
+    values = ", ".join(f"'{v}'" for v in mapping.values())
+    return f"transform({expression}, [{keys}], [{values}], '')"
+
+
+def _tokens(*keys: str) -> str:
+    text = _first_nonempty(*(_attr(k) for k in keys))
+    as_float = f"toFloat64OrZero({text})"
+    return (
+        f"if(match({text}, '^[0-9]{{1,18}}$'), toUInt64({text}), "
+        f"if(isFinite({as_float}) AND {as_float} >= 1, "
+        f"toUInt64(least({as_float}, 9223372036854775807.0)), 0))"
+    )
+
+
+def _convention_expressions() -> dict[str, str]:
+    from ingest._conventions import (
+        _LLM_REQUEST_TYPE_OPERATIONS,
+        _OPENINFERENCE_OPERATIONS,
+        _TRACELOOP_OPERATIONS,
+    )
+
+    traceloop_kind = f"lower({_attr('traceloop.span.kind')})"
+    resolved_agent = "if(resolved_at > 0, resolved.agent_name[resolved_at], '')"
+    resolved_run = "if(resolved_at > 0, resolved.run_id[resolved_at], '')"
+    oi_model = _first_nonempty(_attr("llm.model_name"), _attr("embedding.model_name"))
+    return {
+        # A span's own agent and run first, then what ingest resolved from enclosing
+        # spans (see _resolve.py), then the service name and the trace id.
+        "agent_name": _first_nonempty(
+            _attr("gen_ai.agent.name"),
+            _attr("agent.name"),
+            f"if({traceloop_kind} = 'agent', {_attr('traceloop.entity.name')}, '')",
+            resolved_agent,
+            "resource_attrs['service.name']",
+        ),
+        "run_id": _first_nonempty(
+            _attr("gen_ai.conversation.id"),
+            _attr("session.id"),
+            _attr("traceloop.association.properties.session_id"),
+            _attr("traceloop.association.properties.conversation_id"),
+            _attr("traceloop.association.properties.thread_id"),
+            resolved_run,
+            "lower(hex(sp.trace_id))",
+        ),
+        "operation": _first_nonempty(
+            _attr("gen_ai.operation.name"),
+            _transform(f"upper({_attr('openinference.span.kind')})", _OPENINFERENCE_OPERATIONS),
+            _transform(traceloop_kind, _TRACELOOP_OPERATIONS),
+            _transform(f"lower({_attr('llm.request.type')})", _LLM_REQUEST_TYPE_OPERATIONS),
+        ),
+        "tool_name": _first_nonempty(
+            _attr("gen_ai.tool.name"),
+            _attr("tool.name"),
+            f"if({traceloop_kind} = 'tool', {_attr('traceloop.entity.name')}, '')",
+        ),
+        "tool_call_id": _first_nonempty(
+            _attr("gen_ai.tool.call.id"), _attr("tool.id"), _attr("tool_call.id")
+        ),
+        "request_model": _first_nonempty(
+            _attr("gen_ai.request.model"), _attr("llm.request.model_name"), oi_model
+        ),
+        "response_model": _first_nonempty(
+            _attr("gen_ai.response.model"), _attr("llm.response.model_name"), oi_model
+        ),
+        "provider": "lower("
+        + _first_nonempty(
+            _attr("gen_ai.provider.name"),
+            _attr("gen_ai.system"),
+            _attr("llm.provider"),
+            _attr("llm.system"),
+        )
+        + ")",
+        "input_tokens": _tokens(
+            "gen_ai.usage.input_tokens",
+            "gen_ai.usage.prompt_tokens",
+            "llm.token_count.prompt",
+            "llm.usage.prompt_tokens",
+        ),
+        "output_tokens": _tokens(
+            "gen_ai.usage.output_tokens",
+            "gen_ai.usage.completion_tokens",
+            "llm.token_count.completion",
+            "llm.usage.completion_tokens",
+        ),
+    }
+
+
+@cache
+def _template() -> str:
+    return resources.files(_SQL_PACKAGE).joinpath("insert_spans.sql").read_text("utf-8")
+
+
+@cache
+def record_schema() -> str:
+    """The protobuf schema text ClickHouse parses records with (format_schema_source=string)."""
+    return resources.files(_SQL_PACKAGE).joinpath("otlp_record.proto").read_text("utf-8")
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def file_source(path: str) -> str:
+    """Records read by the engine itself from a local file (embedded chDB)."""
+    return f"file({_quote(path)}, 'Protobuf', {_quote(RECORD_STRUCTURE)})"
+
+
+def input_source() -> str:
+    """Records sent in the INSERT's body (a ClickHouse server)."""
+    return f"input({_quote(RECORD_STRUCTURE)})"
+
+
+def insert_query(database: str, source: str) -> str:
+    """The full INSERT … SELECT; `database` must be a validated identifier."""
+    return _template().format(
+        database=database,
+        source=source,
+        resource_attributes=attribute_map("rs.resource.attributes"),
+        span_attributes=attribute_map("sp.attributes"),
+        event_attributes=attribute_map("e.attributes"),
+        link_attributes=attribute_map("l.attributes"),
+        **_convention_expressions(),
+    )
+
+
+def insert_settings(dedup_token: str) -> dict[str, str | int]:
+    return {
+        "format_schema_source": "string",
+        "format_schema": record_schema(),
+        "format_schema_message_name": "WalRecord",
+        "input_format_protobuf_oneof_presence": 1,
+        "output_format_json_escape_forward_slashes": 0,
+        "insert_deduplication_token": dedup_token,
+    }

@@ -1,0 +1,105 @@
+"""The light per-span pass done when a request is received (on the event loop).
+
+Everything about a span that depends only on the span itself is derived later, by
+ClickHouse, from the log record. What depends on *other* spans — the agent and run of
+a span enclosed by an `invoke_agent` span that arrived in an earlier request — needs
+memory across requests, so it is resolved here and written into the record. The pass
+reads only the handful of attributes those fields come from.
+"""
+
+from __future__ import annotations
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
+
+from ingest._conventions import enclosing_context
+from ingest._enclosing import EnclosingResolver, SpanLink
+from ingest._translate import any_value_to_str
+from ingest._wal_record import ResolvedSpan, encode_envelope, frame
+
+# The attributes derive_agent_fields reads for agent name, run id and tool arguments.
+CONTEXT_KEYS = frozenset(
+    {
+        "gen_ai.agent.name",
+        "agent.name",
+        "traceloop.span.kind",
+        "traceloop.entity.name",
+        "gen_ai.conversation.id",
+        "session.id",
+        "traceloop.association.properties.session_id",
+        "traceloop.association.properties.conversation_id",
+        "traceloop.association.properties.thread_id",
+        "gen_ai.tool.call.arguments",
+        "openinference.span.kind",
+        "input.value",
+        "tool.parameters",
+        "traceloop.entity.input",
+    }
+)
+
+
+def build_record(
+    tenant: str,
+    request: ExportTraceServiceRequest,
+    resolver: EnclosingResolver,
+    raw: bytes | None = None,
+) -> bytes:
+    """The framed log record for `request`: its wire bytes plus the envelope.
+
+    `raw` is the request's own encoding when the receiver still has it unchanged.
+    """
+    body = raw if raw is not None else request.SerializeToString()
+    return frame(body + encode_envelope(tenant, resolve_request(request, resolver)))
+
+
+def resolve_request(
+    request: ExportTraceServiceRequest, resolver: EnclosingResolver
+) -> list[ResolvedSpan]:
+    """What ClickHouse cannot derive from a span alone, for the spans that need it.
+
+    A span that names its own agent and run, and carries no tool arguments, needs no
+    entry: the insert query reads those from its attributes, and falls back to the
+    service name and the trace id.
+    """
+    links: list[SpanLink] = []
+    arg_hashes: list[str] = []
+    for resource_spans in request.resource_spans:
+        service_name = ""
+        for kv in resource_spans.resource.attributes:
+            if kv.key == "service.name":
+                service_name = kv.value.string_value
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                context = {
+                    kv.key: any_value_to_str(kv.value)
+                    for kv in span.attributes
+                    if kv.key in CONTEXT_KEYS
+                }
+                agent_name, run_id, arg_hash = enclosing_context(context) if context else _NONE
+                links.append(
+                    SpanLink(
+                        trace_id=span.trace_id.hex(),
+                        span_id=span.span_id.hex(),
+                        parent_span_id=span.parent_span_id.hex(),
+                        agent_name=agent_name,
+                        run_id=run_id,
+                        service_name=service_name,
+                    )
+                )
+                arg_hashes.append(arg_hash)
+    resolver.remember(links)
+    resolved = []
+    for link, arg_hash in zip(links, arg_hashes, strict=True):
+        if link.agent_name and link.run_id and not arg_hash:
+            continue
+        agent_name, run_id = resolver.resolve(link)
+        inherited_agent = "" if link.agent_name or agent_name == link.service_name else agent_name
+        inherited_run = "" if link.run_id or run_id == link.trace_id else run_id
+        if inherited_agent or inherited_run or arg_hash:
+            span_id = bytes.fromhex(link.span_id)
+            resolved.append(ResolvedSpan(span_id, inherited_agent, inherited_run, arg_hash))
+    return resolved
+
+
+_NONE = ("", "", "")
