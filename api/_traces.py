@@ -81,17 +81,20 @@ def _resolve_enclosing(trace_id: str, rows: list[dict[str, Any]]) -> dict[str, t
         own = derive_agent_fields(row["SpanAttributes"])
         links.append(
             SpanLink(
-                trace_id=trace_id,
-                span_id=row["SpanId"],
-                parent_span_id=row["ParentSpanId"],
-                agent_name=own.agent_name,
-                run_id=own.run_id,
-                service_name=row["ServiceName"],
+                bytes.fromhex(trace_id),
+                bytes.fromhex(row["SpanId"]),
+                bytes.fromhex(row["ParentSpanId"]),
+                own.agent_name,
+                own.run_id,
             )
         )
     resolver = EnclosingResolver(capacity=len(links) + 1)
     resolver.remember(links)
-    return {link.span_id: resolver.resolve(link) for link in links}
+    resolved = {}
+    for link, row in zip(links, rows, strict=True):
+        agent_name, run_id = resolver.resolve(link)
+        resolved[row["SpanId"]] = (agent_name or row["ServiceName"], run_id or trace_id)
+    return resolved
 
 
 def _span_out(row: dict[str, Any], agent_name: str, run_id: str) -> SpanOut:

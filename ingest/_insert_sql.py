@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import resources
+from typing import Any
 
 _SQL_PACKAGE = "ingest.sql"
 
@@ -186,10 +187,15 @@ def _template() -> str:
     return resources.files(_SQL_PACKAGE).joinpath("insert_spans.sql").read_text("utf-8")
 
 
+def _schema_file() -> Any:
+    return resources.files(_SQL_PACKAGE).joinpath("otlp_record.proto")
+
+
 @cache
 def record_schema() -> str:
-    """The protobuf schema text ClickHouse parses records with (format_schema_source=string)."""
-    return resources.files(_SQL_PACKAGE).joinpath("otlp_record.proto").read_text("utf-8")
+    """The protobuf schema text ClickHouse parses records with."""
+    text: str = _schema_file().read_text("utf-8")
+    return text
 
 
 def _quote(text: str) -> str:
@@ -207,7 +213,16 @@ def input_source() -> str:
 
 
 def insert_query(database: str, source: str) -> str:
-    """The full INSERT … SELECT; `database` must be a validated identifier."""
+    """The full INSERT … SELECT; `database` must be a validated identifier.
+
+    With `input_source()` the records follow in the request body, so the query names
+    their format at the end, as ClickHouse requires for `input()`.
+    """
+    trailer = "\nFORMAT Protobuf" if source.startswith("input(") else ""
+    return _render(database, source) + trailer
+
+
+def _render(database: str, source: str) -> str:
     return _template().format(
         database=database,
         source=source,
@@ -219,11 +234,23 @@ def insert_query(database: str, source: str) -> str:
     )
 
 
-def insert_settings(dedup_token: str) -> dict[str, str | int]:
+def insert_settings(dedup_token: str, embedded: bool) -> dict[str, str | int]:
+    """Settings for `insert_query`.
+
+    The embedded engine reads the schema from the installed package file (given as
+    text, chDB would cache a copy in the working directory); a server, which cannot
+    see our files, gets the schema text itself.
+    """
+    if embedded:
+        schema: dict[str, str | int] = {"format_schema": f"{_schema_file()}:WalRecord"}
+    else:
+        schema = {
+            "format_schema_source": "string",
+            "format_schema": record_schema(),
+            "format_schema_message_name": "WalRecord",
+        }
     return {
-        "format_schema_source": "string",
-        "format_schema": record_schema(),
-        "format_schema_message_name": "WalRecord",
+        **schema,
         "input_format_protobuf_oneof_presence": 1,
         "output_format_json_escape_forward_slashes": 0,
         "insert_deduplication_token": dedup_token,

@@ -65,10 +65,6 @@ def resolve_request(
     links: list[SpanLink] = []
     arg_hashes: list[str] = []
     for resource_spans in request.resource_spans:
-        service_name = ""
-        for kv in resource_spans.resource.attributes:
-            if kv.key == "service.name":
-                service_name = kv.value.string_value
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 context = {
@@ -78,14 +74,7 @@ def resolve_request(
                 }
                 agent_name, run_id, arg_hash = enclosing_context(context) if context else _NONE
                 links.append(
-                    SpanLink(
-                        trace_id=span.trace_id.hex(),
-                        span_id=span.span_id.hex(),
-                        parent_span_id=span.parent_span_id.hex(),
-                        agent_name=agent_name,
-                        run_id=run_id,
-                        service_name=service_name,
-                    )
+                    SpanLink(span.trace_id, span.span_id, span.parent_span_id, agent_name, run_id)
                 )
                 arg_hashes.append(arg_hash)
     resolver.remember(links)
@@ -94,11 +83,10 @@ def resolve_request(
         if link.agent_name and link.run_id and not arg_hash:
             continue
         agent_name, run_id = resolver.resolve(link)
-        inherited_agent = "" if link.agent_name or agent_name == link.service_name else agent_name
-        inherited_run = "" if link.run_id or run_id == link.trace_id else run_id
+        inherited_agent = "" if link.agent_name else agent_name
+        inherited_run = "" if link.run_id else run_id
         if inherited_agent or inherited_run or arg_hash:
-            span_id = bytes.fromhex(link.span_id)
-            resolved.append(ResolvedSpan(span_id, inherited_agent, inherited_run, arg_hash))
+            resolved.append(ResolvedSpan(link.span_id, inherited_agent, inherited_run, arg_hash))
     return resolved
 
 

@@ -105,7 +105,9 @@ class ClickHouseStore:
         else:
             query, data = insert_query(self.database, input_source()), path.read_bytes()
         try:
-            self._client().command(query, data=data, settings=insert_settings(dedup_token))
+            self._client().command(
+                query, data=data, settings=insert_settings(dedup_token, self.is_embedded)
+            )
         except Exception as exc:
             self._drop_thread_client()
             raise classify_store_error(exc) from exc

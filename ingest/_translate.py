@@ -172,22 +172,18 @@ def _append_span(
     batch.ErrorType.append(error_type)
     batch.IsError.append(1 if is_error or error_type else 0)
     return SpanLink(
-        trace_id=trace_id,
-        span_id=span_id,
-        parent_span_id=parent_id,
-        agent_name=fields.agent_name,
-        run_id=fields.run_id,
-        service_name=service_name,
+        span.trace_id, span.span_id, span.parent_span_id, fields.agent_name, fields.run_id
     )
 
 
 def _fill_enclosing(batch: SpanBatch, links: list[SpanLink], resolver: EnclosingResolver) -> None:
-    """AgentName and RunId: the span's own, else the enclosing span's, else a fallback."""
+    """AgentName and RunId: the span's own, else an enclosing span's, else the service
+    name and the trace id."""
     resolver.remember(links)
-    for link in links:
+    for index, link in enumerate(links):
         agent_name, run_id = resolver.resolve(link)
-        batch.AgentName.append(agent_name)
-        batch.RunId.append(run_id)
+        batch.AgentName.append(agent_name or batch.ServiceName[index])
+        batch.RunId.append(run_id or batch.TraceId[index])
 
 
 def span_count(request: ExportTraceServiceRequest) -> int:
