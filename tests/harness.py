@@ -137,6 +137,7 @@ class AgentwatchProcess:
 
     def start(self, timeout_s: float = 60) -> AgentwatchProcess:
         endpoints_file = self.data_dir / "endpoints.json"
+        endpoints_file.unlink(missing_ok=True)  # a killed predecessor leaves a stale one
         self.proc = subprocess.Popen(
             self.args, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
