@@ -28,7 +28,7 @@ unit: $(STAMP)
 test: lint typecheck unit
 
 bench: $(STAMP)
-	$(BIN)/python bench/ingest.py $(ARGS)
+	$(BIN)/python -m bench.ingest $(ARGS)
 
 clean:
 	rm -rf $(VENV) .agentwatch .mypy_cache .ruff_cache .pytest_cache

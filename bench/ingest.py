@@ -6,8 +6,8 @@ another, and waits until every accepted span is confirmed stored by the store
 (the `agentwatch_spans_stored_total` counter, which only moves after an insert
 succeeded, so the spans are queryable).
 
-    .venv/bin/python bench/ingest.py                      # gRPC, 2000 x 100 spans
-    .venv/bin/python bench/ingest.py --transport http --requests 1000
+    .venv/bin/python -m bench.ingest                      # gRPC, 2000 x 100 spans
+    .venv/bin/python -m bench.ingest --transport http --requests 1000
     make bench ARGS="--requests 4000 --concurrency 8"
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
@@ -26,40 +25,10 @@ from typing import Any
 
 import httpx
 
+from tests.harness import AgentwatchProcess
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_LOAD_TOOL = ROOT.parent / "shared" / "tools" / "otlp_load.py"
-
-
-def start_server(
-    data_dir: Path, extra_env: dict[str, str]
-) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    args = [
-        sys.executable,
-        "-m",
-        "agentwatch.cli",
-        "serve",
-        "--data-dir",
-        str(data_dir),
-        "--otlp-grpc",
-        "127.0.0.1:0",
-        "--otlp-http",
-        "127.0.0.1:0",
-        "--api",
-        "127.0.0.1:0",
-        "--log-level",
-        "warning",
-    ]
-    proc = subprocess.Popen(
-        args, env={**os.environ, **extra_env}, stdout=subprocess.DEVNULL, text=True
-    )
-    endpoints_file = data_dir / "endpoints.json"
-    deadline = time.monotonic() + 60
-    while not endpoints_file.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("agentwatch did not start")
-        time.sleep(0.05)
-    endpoints: dict[str, str] = json.loads(endpoints_file.read_text())
-    return proc, endpoints
 
 
 def stored_spans(api: str) -> float:
@@ -116,7 +85,9 @@ def main() -> None:
         raise SystemExit(f"load generator not found: {args.load_tool} (use --load-tool)")
 
     with tempfile.TemporaryDirectory(prefix="agentwatch-bench-") as tmp:
-        proc, endpoints = start_server(Path(tmp) / "data", {})
+        server = AgentwatchProcess(Path(tmp) / "data", "--log-level", "warning").start()
+        endpoints = server.endpoints
+        assert server.proc is not None
         try:
             load = run_load(args, endpoints)
             # The load tool pre-encodes its requests before it starts the clock; its
@@ -128,10 +99,9 @@ def main() -> None:
                     raise SystemExit("spans were not all stored within 900 s")
                 time.sleep(0.05)
             stored_wall = load["wall_s"] + (time.monotonic() - load_ended)
-            rss = peak_rss_mib(proc.pid)
+            rss = peak_rss_mib(server.proc.pid)
         finally:
-            proc.terminate()
-            proc.wait(60)
+            server.stop()
     figures = {
         "transport": args.transport,
         "gzip": args.gzip,

@@ -8,12 +8,13 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import httpx
 
@@ -106,46 +107,45 @@ class AgentwatchThread:
     def api(self, path: str, **params: Any) -> httpx.Response:
         return httpx.get(f"{self.endpoints.api}{path}", params=params, timeout=10)
 
-    def stored_span_count(self, trace_id: str) -> int:
-        response = self.api(f"/api/v1/traces/{trace_id}")
-        return len(response.json()["spans"]) if response.status_code == 200 else 0
+
+def serve_command(data_dir: Path, *extra_args: str) -> list[str]:
+    """`agentwatch serve` on free loopback ports, as a command line."""
+    free = "127.0.0.1:0"
+    return [
+        *(sys.executable, "-m", "agentwatch.cli", "serve", "--data-dir", str(data_dir)),
+        *("--otlp-grpc", free, "--otlp-http", free, "--api", free),
+        *extra_args,
+    ]
 
 
 class AgentwatchProcess:
-    """`agentwatch serve` as a real subprocess (for signals, SIGKILL and the CLI)."""
+    """`agentwatch serve` as a real subprocess (for signals, SIGKILL and the CLI).
+
+    Its output goes to files, not pipes: a long run must never block on a full pipe.
+    """
 
     def __init__(self, data_dir: Path, *extra_args: str, env: dict[str, str] | None = None):
         self.data_dir = data_dir
-        self.args = [
-            sys.executable,
-            "-m",
-            "agentwatch.cli",
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--otlp-grpc",
-            "127.0.0.1:0",
-            "--otlp-http",
-            "127.0.0.1:0",
-            "--api",
-            "127.0.0.1:0",
-            *extra_args,
-        ]
+        self.args = serve_command(data_dir, *extra_args)
         self.env = {**os.environ, **(env or {})}
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.endpoints: dict[str, str] = {}
+        self._out: IO[bytes] | None = None
+        self._err: IO[bytes] | None = None
 
     def start(self, timeout_s: float = 60) -> AgentwatchProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         endpoints_file = self.data_dir / "endpoints.json"
         endpoints_file.unlink(missing_ok=True)  # a killed predecessor leaves a stale one
-        self.proc = subprocess.Popen(
-            self.args, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+        # Closed with the object: they must outlive this method, so no `with` here.
+        self._out = tempfile.TemporaryFile()  # noqa: SIM115
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115
+        self.proc = subprocess.Popen(self.args, env=self.env, stdout=self._out, stderr=self._err)
 
         def ready() -> dict[str, str] | None:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise AssertionError(f"agentwatch exited: {self.proc.communicate()[1]}")
+                raise AssertionError(f"agentwatch exited: {self._read_output()[1]}")
             if endpoints_file.exists():
                 loaded: dict[str, str] = json.loads(endpoints_file.read_text())
                 return loaded
@@ -154,14 +154,23 @@ class AgentwatchProcess:
         self.endpoints = wait_for(ready, timeout_s)
         return self
 
+    def _read_output(self) -> tuple[str, str]:
+        texts = []
+        for handle in (self._out, self._err):
+            assert handle is not None
+            handle.seek(0)
+            texts.append(handle.read().decode("utf-8", "replace"))
+        return texts[0], texts[1]
+
     def signal(self, signum: int) -> None:
         assert self.proc is not None
         self.proc.send_signal(signum)
 
     def wait(self, timeout_s: float = 60) -> tuple[int, str, str]:
         assert self.proc is not None
-        out, err = self.proc.communicate(timeout=timeout_s)
-        return self.proc.returncode, out, err
+        code = self.proc.wait(timeout=timeout_s)
+        out, err = self._read_output()
+        return code, out, err
 
     def stop(self) -> tuple[int, str, str]:
         self.signal(signal.SIGTERM)
@@ -170,4 +179,4 @@ class AgentwatchProcess:
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
-            self.proc.communicate()
+            self.proc.wait()

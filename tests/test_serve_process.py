@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.harness import AgentwatchProcess
+from tests.harness import AgentwatchProcess, serve_command
 from tests.otlp import grpc_export, make_request, make_span
 
 
@@ -70,16 +70,8 @@ def test_sigterm_stores_every_acknowledged_span_before_exit(tmp_path: Path) -> N
 def test_second_process_on_the_same_data_dir_is_refused_in_one_line(tmp_path: Path) -> None:
     first = AgentwatchProcess(tmp_path / "data").start()
     try:
-        second = _run_cli(
-            "serve",
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--otlp-grpc",
-            "127.0.0.1:0",
-            "--otlp-http",
-            "127.0.0.1:0",
-            "--api",
-            "127.0.0.1:0",
+        second = subprocess.run(
+            serve_command(tmp_path / "data"), capture_output=True, text=True, timeout=60
         )
     finally:
         first.stop()
