@@ -88,13 +88,11 @@ def _resolve_enclosing(trace_id: str, rows: list[dict[str, Any]]) -> dict[str, t
                 own.run_id,
             )
         )
-    resolver = EnclosingResolver(capacity=len(links) + 1)
-    resolver.remember(links)
-    resolved = {}
-    for link, row in zip(links, rows, strict=True):
-        agent_name, run_id = resolver.resolve(link)
-        resolved[row["SpanId"]] = (agent_name or row["ServiceName"], run_id or trace_id)
-    return resolved
+    attributions, _ = EnclosingResolver(capacity=len(links) + 1).add(links)
+    return {
+        row["SpanId"]: (agent_name or row["ServiceName"], run_id or trace_id)
+        for row, (agent_name, run_id) in zip(rows, attributions, strict=True)
+    }
 
 
 def _span_out(row: dict[str, Any], agent_name: str, run_id: str) -> SpanOut:

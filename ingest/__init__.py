@@ -1,7 +1,7 @@
 """Ingest: validate, translate and normalize spans, and store them in ClickHouse."""
 
 from ingest._batch import COLUMN_NAMES, SpanBatch
-from ingest._enclosing import EnclosingResolver, SpanLink
+from ingest._enclosing import Correction, EnclosingResolver, SpanLink
 from ingest._errors import (
     IngestError,
     OverloadedError,
@@ -18,6 +18,7 @@ from ingest._wal import Segment, WalConfig
 __all__ = [
     "COLUMN_NAMES",
     "ClickHouseStore",
+    "Correction",
     "EnclosingResolver",
     "IngestError",
     "IngestMetrics",

@@ -1,19 +1,21 @@
 """Context derived from enclosing spans: the agent of a tool call, the run of a step.
 
-Spans arrive in any order and split across many requests (an exporter sends a span
-when it ends, so children usually arrive before their root). The resolver remembers a
-bounded window of recent spans' parent links and walks up from a span to the nearest
-ancestor that names an agent or a run. What it cannot see yet falls back to a trace
-that has exactly one known agent; the caller then falls back to the service name and
-the trace id. The trace API repeats the walk at read time over the complete trace.
+Spans arrive in any order and split across many requests: an exporter sends a span
+when it ends, so children usually arrive before their root. The resolver keeps a
+bounded memory of recent spans (parent links, what each says about itself, and what
+it was attributed). A span takes its agent and run from itself, else from its parent's
+attribution. When an ancestor arrives *after* its descendants, the attribution flows
+down to them and each changed descendant is reported as a `Correction`, which ingest
+stores with the ancestor and applies to the rows already written.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
-from typing import NamedTuple
-
-_MAX_DEPTH = 64  # a cycle guard: real agent traces are far shallower
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any, NamedTuple
 
 
 class SpanLink(NamedTuple):
@@ -26,50 +28,101 @@ class SpanLink(NamedTuple):
     run_id: str
 
 
+class Correction(NamedTuple):
+    """A span seen earlier whose inherited agent or run is now known better."""
+
+    trace_id: bytes
+    span_id: bytes
+    agent_name: str
+    run_id: str
+
+
+@dataclass(slots=True)
+class _Node:
+    link: SpanLink
+    agent_name: str  # as attributed: its own, else inherited ("" = not known yet)
+    run_id: str
+
+
 class EnclosingResolver:
-    """Bounded memory of recent spans (FIFO eviction) used to resolve agent and run."""
+    """Bounded memory of recent spans (oldest forgotten first)."""
 
     def __init__(self, capacity: int = 200_000) -> None:
         self._capacity = capacity
-        self._spans: dict[tuple[bytes, bytes], SpanLink] = {}
-        self._trace_agents: dict[bytes, str] = {}  # trace -> its single agent, "" if many
+        self._nodes: dict[tuple[bytes, bytes], _Node] = {}
+        self._children: dict[tuple[bytes, bytes], list[bytes]] = {}
 
-    def remember(self, links: Iterable[SpanLink]) -> None:
-        spans = self._spans
-        trace_agents = self._trace_agents
-        for link in links:
-            spans[(link.trace_id, link.span_id)] = link
-            if link.agent_name:
-                known = trace_agents.get(link.trace_id)
-                if known is None:
-                    trace_agents[link.trace_id] = link.agent_name
-                elif known != link.agent_name:
-                    trace_agents[link.trace_id] = ""
+    def add(self, links: Iterable[SpanLink]) -> tuple[list[tuple[str, str]], list[Correction]]:
+        """Remember one request's spans.
+
+        Returns each span's (agent, run) attribution — "" where no enclosing span is
+        known yet — and corrections for spans of *earlier* requests that this
+        request's spans enclose.
+        """
+        batch = list(links)
+        new_keys = {(link.trace_id, link.span_id) for link in batch}
+        changed: dict[tuple[bytes, bytes], _Node] = {}
+        for link in batch:
+            self._insert(link, changed)
         self._evict()
+        attributions = []
+        for link in batch:
+            node = self._nodes.get((link.trace_id, link.span_id))
+            attributions.append((node.agent_name, node.run_id) if node else ("", ""))
+        corrections = [
+            Correction(key[0], key[1], node.agent_name, node.run_id)
+            for key, node in changed.items()
+            if key not in new_keys
+        ]
+        return attributions, corrections
+
+    def _insert(self, link: SpanLink, changed: dict[tuple[bytes, bytes], _Node]) -> None:
+        key = (link.trace_id, link.span_id)
+        parent = (
+            self._nodes.get((link.trace_id, link.parent_span_id)) if link.parent_span_id else None
+        )
+        node = _Node(
+            link,
+            link.agent_name or (parent.agent_name if parent else ""),
+            link.run_id or (parent.run_id if parent else ""),
+        )
+        self._nodes[key] = node
+        if link.parent_span_id:
+            self._children.setdefault((link.trace_id, link.parent_span_id), []).append(link.span_id)
+        self._push_down(node, changed)
+
+    def _push_down(self, ancestor: _Node, changed: dict[tuple[bytes, bytes], _Node]) -> None:
+        """Hand an attribution to descendants that arrived first and lack their own."""
+        pending = [ancestor]
+        while pending:
+            node = pending.pop()
+            trace_id = node.link.trace_id
+            for child_id in self._children.get((trace_id, node.link.span_id), ()):
+                child = self._nodes.get((trace_id, child_id))
+                if child is None:
+                    continue
+                agent_name = child.link.agent_name or node.agent_name
+                run_id = child.link.run_id or node.run_id
+                if (agent_name, run_id) != (child.agent_name, child.run_id):
+                    child.agent_name, child.run_id = agent_name, run_id
+                    changed[(trace_id, child_id)] = child
+                    pending.append(child)
 
     def _evict(self) -> None:
-        excess = len(self._spans) - self._capacity
-        if excess > 0:
-            for key in list(self._spans)[:excess]:
-                del self._spans[key]
-        excess = len(self._trace_agents) - self._capacity // 4
-        if excess > 0:
-            for trace_id in list(self._trace_agents)[:excess]:
-                del self._trace_agents[trace_id]
+        excess = len(self._nodes) - self._capacity
+        if excess <= 0:
+            return
+        for key in list(islice(self._nodes, excess)):
+            node = self._nodes.pop(key)
+            self._children.pop(key, None)
+            parent_key = (node.link.trace_id, node.link.parent_span_id)
+            siblings = self._children.get(parent_key)
+            if siblings is not None:
+                _remove(siblings, node.link.span_id)
+                if not siblings:
+                    del self._children[parent_key]
 
-    def resolve(self, link: SpanLink) -> tuple[str, str]:
-        """(agent name, run id) from `link` or its nearest ancestors; "" where unknown."""
-        agent_name, run_id = link.agent_name, link.run_id
-        current = link
-        for _ in range(_MAX_DEPTH):
-            if (agent_name and run_id) or not current.parent_span_id:
-                break
-            parent = self._spans.get((current.trace_id, current.parent_span_id))
-            if parent is None:
-                break
-            agent_name = agent_name or parent.agent_name
-            run_id = run_id or parent.run_id
-            current = parent
-        if not agent_name:
-            agent_name = self._trace_agents.get(link.trace_id, "")
-        return agent_name, run_id
+
+def _remove(items: list[Any], item: Any) -> None:
+    with contextlib.suppress(ValueError):
+        items.remove(item)

@@ -198,6 +198,12 @@ def record_schema() -> str:
     return text
 
 
+def corrections_query(database: str) -> str:
+    """The UPDATE that applies a segment's corrections (parameters bound by the caller)."""
+    template: str = resources.files(_SQL_PACKAGE).joinpath("apply_corrections.sql").read_text()
+    return template.replace("{database}", database)
+
+
 def _quote(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 

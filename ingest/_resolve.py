@@ -14,7 +14,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from ingest._conventions import enclosing_context
-from ingest._enclosing import EnclosingResolver, SpanLink
+from ingest._enclosing import Correction, EnclosingResolver, SpanLink
 from ingest._translate import any_value_to_str
 from ingest._wal_record import ResolvedSpan, encode_envelope, frame
 
@@ -50,17 +50,18 @@ def build_record(
     `raw` is the request's own encoding when the receiver still has it unchanged.
     """
     body = raw if raw is not None else request.SerializeToString()
-    return frame(body + encode_envelope(tenant, resolve_request(request, resolver)))
+    resolved, corrections = resolve_request(request, resolver)
+    return frame(body + encode_envelope(tenant, resolved, corrections))
 
 
 def resolve_request(
     request: ExportTraceServiceRequest, resolver: EnclosingResolver
-) -> list[ResolvedSpan]:
+) -> tuple[list[ResolvedSpan], list[Correction]]:
     """What ClickHouse cannot derive from a span alone, for the spans that need it.
 
     A span that names its own agent and run, and carries no tool arguments, needs no
     entry: the insert query reads those from its attributes, and falls back to the
-    service name and the trace id.
+    service name and the trace id. Corrections are for spans of earlier requests.
     """
     links: list[SpanLink] = []
     arg_hashes: list[str] = []
@@ -77,17 +78,14 @@ def resolve_request(
                     SpanLink(span.trace_id, span.span_id, span.parent_span_id, agent_name, run_id)
                 )
                 arg_hashes.append(arg_hash)
-    resolver.remember(links)
+    attributions, corrections = resolver.add(links)
     resolved = []
-    for link, arg_hash in zip(links, arg_hashes, strict=True):
-        if link.agent_name and link.run_id and not arg_hash:
-            continue
-        agent_name, run_id = resolver.resolve(link)
+    for link, (agent_name, run_id), arg_hash in zip(links, attributions, arg_hashes, strict=True):
         inherited_agent = "" if link.agent_name else agent_name
         inherited_run = "" if link.run_id else run_id
         if inherited_agent or inherited_run or arg_hash:
             resolved.append(ResolvedSpan(link.span_id, inherited_agent, inherited_run, arg_hash))
-    return resolved
+    return resolved, corrections
 
 
 _NONE = ("", "", "")

@@ -18,8 +18,15 @@ import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError, DataError
 
 from ingest._errors import PermanentStoreError, StoreInUseError, TransientStoreError
-from ingest._insert_sql import file_source, input_source, insert_query, insert_settings
+from ingest._insert_sql import (
+    corrections_query,
+    file_source,
+    input_source,
+    insert_query,
+    insert_settings,
+)
 from ingest._migrations import apply_migrations
+from ingest._wal_record import iter_records, read_corrections
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -105,12 +112,34 @@ class ClickHouseStore:
         else:
             query, data = insert_query(self.database, input_source()), path.read_bytes()
         try:
-            self._client().command(
+            client = self._client()
+            client.command(
                 query, data=data, settings=insert_settings(dedup_token, self.is_embedded)
             )
+            self._apply_corrections(client, path)
         except Exception as exc:
             self._drop_thread_client()
             raise classify_store_error(exc) from exc
+
+    def _apply_corrections(self, client: Any, path: Path) -> None:
+        """Fix spans stored before their enclosing span arrived (see _enclosing.py)."""
+        corrections = {
+            (c.trace_id.hex(), c.span_id.hex()): c
+            for record in iter_records(path.read_bytes())
+            for c in read_corrections(record)
+        }
+        if not corrections:
+            return
+        keys = list(corrections)
+        client.command(
+            corrections_query(self.database),
+            parameters={
+                "trace_ids": sorted({trace_id for trace_id, _ in keys}),
+                "span_ids": [span_id for _, span_id in keys],
+                "agent_names": [corrections[key].agent_name for key in keys],
+                "run_ids": [corrections[key].run_id for key in keys],
+            },
+        )
 
     # -- reads -----------------------------------------------------------------------
 

@@ -179,9 +179,8 @@ def _append_span(
 def _fill_enclosing(batch: SpanBatch, links: list[SpanLink], resolver: EnclosingResolver) -> None:
     """AgentName and RunId: the span's own, else an enclosing span's, else the service
     name and the trace id."""
-    resolver.remember(links)
-    for index, link in enumerate(links):
-        agent_name, run_id = resolver.resolve(link)
+    attributions, _ = resolver.add(links)  # corrections to earlier batches: see the caller
+    for index, (agent_name, run_id) in enumerate(attributions):
         batch.AgentName.append(agent_name or batch.ServiceName[index])
         batch.RunId.append(run_id or batch.TraceId[index])
 

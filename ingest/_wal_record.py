@@ -7,11 +7,14 @@ the request. Field numbers 1000+ are agentwatch's (see sql/otlp_record.proto).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+
+from ingest._enclosing import Correction
 
 _TENANT = 1000
 _RESOLVED = 1001
+_CORRECTIONS = 1002
 _LENGTH_DELIMITED = 2
 
 
@@ -46,7 +49,9 @@ def _field(number: int, payload: bytes) -> bytes:
     return varint((number << 3) | _LENGTH_DELIMITED) + varint(len(payload)) + payload
 
 
-def encode_envelope(tenant: str, resolved: Iterable[ResolvedSpan]) -> bytes:
+def encode_envelope(
+    tenant: str, resolved: Iterable[ResolvedSpan], corrections: Iterable[Correction] = ()
+) -> bytes:
     parts = [_field(_TENANT, tenant.encode("utf-8"))]
     for item in resolved:
         body = _field(1, item.span_id)
@@ -57,9 +62,85 @@ def encode_envelope(tenant: str, resolved: Iterable[ResolvedSpan]) -> bytes:
         if item.tool_args_hash:
             body += _field(4, item.tool_args_hash.encode("ascii"))
         parts.append(_field(_RESOLVED, body))
+    for correction in corrections:
+        body = _field(1, correction.trace_id) + _field(2, correction.span_id)
+        if correction.agent_name:
+            body += _field(3, correction.agent_name.encode("utf-8"))
+        if correction.run_id:
+            body += _field(4, correction.run_id.encode("utf-8"))
+        parts.append(_field(_CORRECTIONS, body))
     return b"".join(parts)
 
 
 def frame(record: bytes) -> bytes:
     """Length-prefix a record, as ClickHouse's Protobuf format (and the WAL) expect."""
     return varint(len(record)) + record
+
+
+def _read_varint(data: bytes, offset: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[offset]
+        offset += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, offset
+        shift += 7
+
+
+def _skip(data: bytes, offset: int, wire_type: int) -> int:
+    if wire_type == 0:
+        return _read_varint(data, offset)[1]
+    if wire_type == 1:
+        return offset + 8
+    if wire_type == _LENGTH_DELIMITED:
+        length, offset = _read_varint(data, offset)
+        return offset + length
+    if wire_type == 5:
+        return offset + 4
+    raise ValueError(f"unsupported wire type {wire_type}")
+
+
+def _fields(data: bytes) -> Iterator[tuple[int, int, int, int]]:
+    """(field number, wire type, start, end) of each top-level field of a message."""
+    offset = 0
+    while offset < len(data):
+        tag, offset = _read_varint(data, offset)
+        number, wire_type = tag >> 3, tag & 7
+        start = offset
+        if wire_type == _LENGTH_DELIMITED:
+            length, start = _read_varint(data, offset)
+            offset = start + length
+        else:
+            offset = _skip(data, offset, wire_type)
+        yield number, wire_type, start, offset
+
+
+def read_corrections(record: bytes) -> list[Correction]:
+    """The corrections of one (unframed) record, read without parsing its spans."""
+    corrections = []
+    for number, _, start, end in _fields(record):
+        if number != _CORRECTIONS:
+            continue
+        values: dict[int, bytes] = {}
+        body = record[start:end]
+        for field_number, _, field_start, field_end in _fields(body):
+            values[field_number] = body[field_start:field_end]
+        corrections.append(
+            Correction(
+                values.get(1, b""),
+                values.get(2, b""),
+                values.get(3, b"").decode("utf-8", "replace"),
+                values.get(4, b"").decode("utf-8", "replace"),
+            )
+        )
+    return corrections
+
+
+def iter_records(segment: bytes) -> Iterator[bytes]:
+    """The records of a segment file's contents (framing as written by `frame`)."""
+    offset = 0
+    while offset < len(segment):
+        length, offset = _read_varint(segment, offset)
+        yield segment[offset : offset + length]
+        offset += length

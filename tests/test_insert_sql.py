@@ -122,10 +122,12 @@ def _corpus() -> list[ExportTraceServiceRequest]:
 @pytest.fixture
 def stored_rows(tmp_path: Path) -> tuple[SpanBatch, dict[str, dict[str, Any]]]:
     requests = _corpus()
-    reference = SpanBatch()
-    resolver = EnclosingResolver()
-    for request in requests:
-        reference.extend(translate(request, "acme", resolver))
+    # Stored rows end up with the attribution of the complete picture (later requests
+    # correct earlier spans), which is what translating everything at once gives.
+    everything = ExportTraceServiceRequest(
+        resource_spans=[rs for request in requests for rs in request.resource_spans]
+    )
+    reference = translate(everything, "acme", EnclosingResolver())
     store = ClickHouseStore(chdb_dsn(tmp_path / "data"), database="equivalence")
     store.open()
     try:
@@ -154,6 +156,47 @@ def test_clickhouse_translation_matches_the_python_reference_column_by_column(
             if actual[column] != value:
                 mismatches.append((expected["SpanName"], column, value, actual[column]))
     assert mismatches == []
+
+
+def test_spans_stored_before_their_enclosing_agent_are_corrected_when_it_arrives(
+    tmp_path: Path,
+) -> None:
+    tool = _span("execute_tool", "00000000000000b2", "00000000000000b1", {"gen_ai.tool.name": "x"})
+    chat = _span("chat", "00000000000000b3", "00000000000000b1", {})
+    nested = _span("http", "00000000000000b4", "00000000000000b2", {})
+    root = _span(
+        "invoke_agent",
+        "00000000000000b1",
+        "",
+        {
+            "gen_ai.agent.name": "closer",
+            "gen_ai.conversation.id": "conv-7",
+        },
+    )
+    resolver = EnclosingResolver()
+    store = ClickHouseStore(chdb_dsn(tmp_path / "data"), database="corrections")
+    store.open()
+    try:
+        first = [make_request([tool, nested], service="svc"), make_request([chat], service="svc")]
+        store.insert_segment(write_segment(tmp_path / "1.seg", first, resolver=resolver), "c-1")
+        before = {
+            r["SpanId"]: r["AgentName"]
+            for r in store.query(f"SELECT SpanId, AgentName FROM {store.table('otel_traces')}")
+        }
+        later = [make_request([root], service="svc")]
+        store.insert_segment(write_segment(tmp_path / "2.seg", later, resolver=resolver), "c-2")
+        store.insert_segment(tmp_path / "2.seg", "c-2")  # a replay changes nothing
+        after = store.query(
+            f"SELECT SpanId, AgentName, RunId, count() AS n FROM {store.table('otel_traces')} "
+            "GROUP BY SpanId, AgentName, RunId ORDER BY SpanId"
+        )
+    finally:
+        store.close()
+    assert set(before.values()) == {"svc"}  # nothing better was known yet
+    assert after == [
+        {"SpanId": f"00000000000000b{i}", "AgentName": "closer", "RunId": "conv-7", "n": 1}
+        for i in range(1, 5)
+    ]
 
 
 def test_enclosing_agent_and_run_survive_children_first_arrival(

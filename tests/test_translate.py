@@ -13,7 +13,15 @@ from opentelemetry.proto.common.v1.common_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Span, Status
 
-from ingest import COLUMN_NAMES, EnclosingResolver, SpanBatch, drop_invalid_spans, translate
+from ingest import (
+    COLUMN_NAMES,
+    Correction,
+    EnclosingResolver,
+    SpanBatch,
+    SpanLink,
+    drop_invalid_spans,
+    translate,
+)
 from tests.otlp import kv, make_request, make_span
 
 TRACE = bytes.fromhex("0af7651916cd43dd8448eb211c80319c")
@@ -135,16 +143,66 @@ def test_agent_and_run_come_from_the_enclosing_agent_span_in_any_order() -> None
     assert batch.ToolName[0] == "search"
 
 
-def test_enclosing_context_carries_across_requests_through_the_resolver() -> None:
+def test_parent_first_context_flows_to_later_requests() -> None:
     root, child, grandchild = _agent_tree()
     resolver = EnclosingResolver()
 
     translate(make_request([root]), "t", resolver)
-    later = translate(make_request([grandchild]), "t", resolver)
     translate(make_request([child]), "t", resolver)
+    later = translate(make_request([grandchild]), "t", resolver)
 
-    # The grandchild's parent (child) had not arrived yet: its trace's one agent is used.
-    assert later.AgentName == ["planner"]
+    assert (later.AgentName, later.RunId) == (["planner"], ["conv-9"])
+
+
+def _link(span: Span) -> SpanLink:
+    attrs = {kv.key: kv.value.string_value for kv in span.attributes}
+    return SpanLink(
+        span.trace_id,
+        span.span_id,
+        span.parent_span_id,
+        attrs.get("gen_ai.agent.name", ""),
+        attrs.get("gen_ai.conversation.id", ""),
+    )
+
+
+def test_descendants_that_arrived_first_are_corrected_when_the_ancestor_arrives() -> None:
+    root, child, grandchild = _agent_tree()
+    resolver = EnclosingResolver()
+
+    assert resolver.add([_link(grandchild)]) == ([("", "")], [])
+    assert resolver.add([_link(child)]) == ([("", "")], [])
+    attributions, corrections = resolver.add([_link(root)])
+
+    assert attributions == [("planner", "conv-9")]
+    assert sorted(corrections) == sorted(
+        [
+            Correction(TRACE, CHILD, "planner", "conv-9"),
+            Correction(TRACE, GRANDCHILD, "planner", "conv-9"),
+        ]
+    )
+
+
+def test_a_nested_agent_keeps_its_own_name_and_passes_it_down() -> None:
+    outer = make_span("outer", TRACE, ROOT, attributes={"gen_ai.agent.name": "outer"})
+    inner = make_span("inner", TRACE, CHILD, ROOT, attributes={"gen_ai.agent.name": "inner"})
+    tool = make_span("tool", TRACE, GRANDCHILD, CHILD)
+    resolver = EnclosingResolver()
+
+    attributions, corrections = resolver.add([_link(tool), _link(inner), _link(outer)])
+
+    assert [agent for agent, _ in attributions] == ["inner", "inner", "outer"]
+    assert corrections == []  # all in one request: nothing stored needs fixing
+
+
+def test_resolver_forgets_the_oldest_spans_beyond_its_capacity() -> None:
+    resolver = EnclosingResolver(capacity=2)
+    root, child, _ = _agent_tree()
+
+    resolver.add([_link(root)])
+    resolver.add([_link(make_span("a")), _link(make_span("b"))])  # pushes the root out
+    attributions, _ = resolver.add([_link(child)])
+
+    assert attributions == [("", "")]
 
 
 def test_without_any_agent_the_service_name_and_trace_id_are_used() -> None:
@@ -154,16 +212,6 @@ def test_without_any_agent_the_service_name_and_trace_id_are_used() -> None:
 
     assert batch.AgentName == ["billing-service"]
     assert batch.RunId == [TRACE.hex()]
-
-
-def test_a_trace_with_two_agents_does_not_guess_between_them() -> None:
-    first = make_span("a", TRACE, ROOT, attributes={"gen_ai.agent.name": "one"})
-    second = make_span("b", TRACE, CHILD, attributes={"gen_ai.agent.name": "two"})
-    orphan = make_span("c", TRACE, GRANDCHILD, parent=bytes.fromhex("2222222222222222"))
-
-    batch = translate(make_request([first, second, orphan], service="svc"), "t")
-
-    assert batch.AgentName == ["one", "two", "svc"]
 
 
 def test_invalid_spans_are_dropped_and_counted_the_rest_kept() -> None:

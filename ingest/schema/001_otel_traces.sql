@@ -55,5 +55,9 @@ CREATE TABLE IF NOT EXISTS {database}.otel_traces {on_cluster} (
 PARTITION BY toDate(Timestamp)
 ORDER BY (ServiceName, SpanName, toDateTime(Timestamp), Timestamp)
 TTL toDateTime(Timestamp) + toIntervalDay({retention_days})
+-- The dedup window makes a replayed log segment a no-op; the block number and offset
+-- columns enable lightweight UPDATEs, which correct a span's inherited agent and run
+-- when its enclosing span arrives after it.
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1,
-    non_replicated_deduplication_window = 10000
+    non_replicated_deduplication_window = 10000,
+    enable_block_number_column = 1, enable_block_offset_column = 1
