@@ -178,9 +178,7 @@ class Agentwatch:
         return ApiContext(
             store=store,
             api_tokens=self.settings.api_tokens,
-            readiness_checks=[
-                lambda: "" if pipeline.store_healthy else "store inserts are failing",
-            ],
+            readiness_checks=[pipeline.readiness_problems],
         )
 
     @staticmethod

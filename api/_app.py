@@ -25,7 +25,7 @@ def create_app(context: ApiContext, registry: CollectorRegistry | None = None) -
 
     @app.get("/readyz", tags=["health"])
     def readyz(ctx: ContextDep) -> JSONResponse:
-        problems = [problem for check in ctx.readiness_checks if (problem := check())]
+        problems = [problem for check in ctx.readiness_checks for problem in check()]
         if not ctx.store.ping():
             problems.append("store is not answering")
         if problems:

@@ -23,8 +23,8 @@ class ApiContext:
 
     store: QueryStore
     api_tokens: dict[str, str] = field(default_factory=dict)
-    # Extra readiness checks (e.g. "the pipeline is running"); each returns a problem or "".
-    readiness_checks: list[Callable[[], str]] = field(default_factory=list)
+    # Extra readiness checks; each returns the problems it sees (none: ready).
+    readiness_checks: list[Callable[[], list[str]]] = field(default_factory=list)
 
 
 def get_context(request: Request) -> ApiContext:

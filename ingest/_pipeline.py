@@ -78,6 +78,17 @@ class IngestPipeline:
     def backlog_segments(self) -> int:
         return self._wal.sealed_backlog()
 
+    def readiness_problems(self) -> list[str]:
+        """Why this pipeline cannot take and store spans right now (empty: it can)."""
+        problems = []
+        if not self.store_healthy:
+            problems.append("store inserts are failing")
+        if self._wal.disk_bytes >= self._config.wal.max_bytes:
+            problems.append("write-ahead log is full")
+        if self._closing:
+            problems.append("shutting down")
+        return problems
+
     async def start(self) -> None:
         await self._wal.open()
         self._task = asyncio.create_task(self._store_loop(), name="agentwatch-store")
