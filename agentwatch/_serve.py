@@ -172,7 +172,8 @@ class Agentwatch:
             seal_age_s=settings.flush_interval_s,
         )
         span_store: SpanStore = self._wrap_store(store) if self._wrap_store else store
-        return IngestPipeline(span_store, PipelineConfig(wal=wal), self.metrics, self.data_dir)
+        config = PipelineConfig(wal=wal, drain_timeout_s=settings.drain_timeout_s)
+        return IngestPipeline(span_store, config, self.metrics, self.data_dir)
 
     def _api_context(self, store: ClickHouseStore, pipeline: IngestPipeline) -> ApiContext:
         return ApiContext(

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     flush_interval_s: float = Field(default=1.0, gt=0, le=60)
     wal_max_bytes: int = Field(default=2 * 1024**3, ge=1024 * 1024)
     max_pending_bytes: int = Field(default=256 * 1024**2, ge=1024 * 1024)
+    # On SIGTERM with the store down: how long to keep retrying before leaving the
+    # unstored log segments for the next start.
+    drain_timeout_s: float = Field(default=30.0, ge=0)
     log_level: str = "info"
 
     @field_validator("ingest_tokens", "api_tokens", mode="before")

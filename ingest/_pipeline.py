@@ -11,6 +11,7 @@ deletes the segment only after the insert is confirmed.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import random
 import time
@@ -51,6 +52,7 @@ class PipelineConfig:
     wal: WalConfig = field(default_factory=WalConfig)
     retry_initial_s: float = 0.2
     retry_max_s: float = 30.0
+    drain_timeout_s: float = 30.0
 
 
 class IngestPipeline:
@@ -72,6 +74,8 @@ class IngestPipeline:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="agentwatch-store")
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._log_closed = False
+        self._drain_deadline = float("inf")
         self.store_healthy = True
 
     @property
@@ -108,29 +112,41 @@ class IngestPipeline:
         return spans
 
     async def shutdown(self) -> None:
-        """Stop taking requests, store every accepted span, then stop. Idempotent."""
+        """Stop taking requests, store every accepted span, then stop. Idempotent.
+
+        While the store is down the drain waits up to `drain_timeout_s`, then leaves
+        the remaining segments on disk: the next start replays them.
+        """
         if self._closing:
             return
         self._closing = True
         await self._wal.close()
+        self._log_closed = True  # from here on, no segment can be sealed any more
+        self._drain_deadline = time.monotonic() + self._config.drain_timeout_s
         if self._task is not None:
             await self._task
         self._writer.shutdown(wait=True)
 
     async def _store_loop(self) -> None:
-        while True:
-            if self._closing and self._wal.sealed_backlog() == 0:
-                return
+        while not (self._log_closed and self._wal.sealed_backlog() == 0):
             try:
                 segment = await asyncio.wait_for(self._wal.next_sealed(), timeout=0.2)
             except TimeoutError:
                 continue
             self._metrics.wal_lag_segments.set(self._wal.sealed_backlog())
-            await self._store_segment(segment)
-            for consumer in self._consumers:
-                await consumer.consume(segment)
+            outcome = await self._store_segment(segment)
+            if outcome is _Outcome.STORED:
+                for consumer in self._consumers:
+                    await consumer.consume(segment)
+                self._wal.release(segment)
+            elif outcome is _Outcome.GAVE_UP:
+                log.warning(
+                    "store still failing at shutdown: %d log segment(s) left for the next start",
+                    self._wal.sealed_backlog() + 1,
+                )
+                return
 
-    async def _store_segment(self, segment: Segment) -> None:
+    async def _store_segment(self, segment: Segment) -> _Outcome:
         """Insert until it succeeds; a segment refused for good goes to the dead letters."""
         loop = asyncio.get_running_loop()
         delay = self._config.retry_initial_s
@@ -144,14 +160,21 @@ class IngestPipeline:
                 self._metrics.store_write_failures.labels("permanent").inc()
                 target = self._wal.set_aside(segment, self._dead_letter_dir)
                 self._metrics.dead_lettered_batches.inc()
+                self._metrics.dead_lettered_spans.inc(segment.spans)
                 log.error("store refused log segment for good, moved to %s: %s", target, exc)
-                return
+                return _Outcome.DEAD_LETTERED
             except TransientStoreError as exc:
                 self._metrics.store_write_failures.labels("transient").inc()
                 if self.store_healthy:
                     log.warning("store insert failed, retrying with backoff: %s", exc)
                 self.store_healthy = False
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                pause = delay * random.uniform(0.5, 1.0)
+                if self._log_closed:
+                    left = self._drain_deadline - time.monotonic()
+                    if left <= 0:
+                        return _Outcome.GAVE_UP
+                    pause = min(pause, left)
+                await asyncio.sleep(pause)
                 delay = min(delay * 2, self._config.retry_max_s)
                 continue
             self._metrics.store_write_seconds.observe(time.monotonic() - started)
@@ -159,5 +182,10 @@ class IngestPipeline:
             if not self.store_healthy:
                 log.warning("store is accepting inserts again")
             self.store_healthy = True
-            self._wal.release(segment)
-            return
+            return _Outcome.STORED
+
+
+class _Outcome(enum.Enum):
+    STORED = "stored"
+    DEAD_LETTERED = "dead_lettered"
+    GAVE_UP = "gave_up"  # shutting down with the store still failing

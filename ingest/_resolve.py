@@ -12,14 +12,16 @@ from __future__ import annotations
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 from ingest._conventions import enclosing_context
 from ingest._enclosing import Correction, EnclosingResolver, SpanLink
+from ingest._light_schema import LightRequest, attribute_key
 from ingest._translate import any_value_to_str
 from ingest._wal_record import ResolvedSpan, encode_envelope, frame
 
 # The attributes derive_agent_fields reads for agent name, run id and tool arguments.
-CONTEXT_KEYS = frozenset(
+CONTEXT_KEYS: frozenset[str] = frozenset(
     {
         "gen_ai.agent.name",
         "agent.name",
@@ -39,6 +41,9 @@ CONTEXT_KEYS = frozenset(
 )
 
 
+_CONTEXT_KEY_BYTES = frozenset(key.encode() for key in CONTEXT_KEYS)
+
+
 def build_record(
     tenant: str,
     request: ExportTraceServiceRequest,
@@ -50,29 +55,44 @@ def build_record(
     `raw` is the request's own encoding when the receiver still has it unchanged.
     """
     body = raw if raw is not None else request.SerializeToString()
-    resolved, corrections = resolve_request(request, resolver)
+    resolved, corrections = resolve_request(body, resolver)
     return frame(body + encode_envelope(tenant, resolved, corrections))
 
 
+def _span_context(attributes: list[bytes]) -> dict[str, str]:
+    """The context attributes of one span, decoding only those.
+
+    The key of a serialized KeyValue sits at [2 : 2 + length] when it is written first
+    with a one-byte length, as every OTLP encoder does; anything else cannot match a
+    (short) context key and is left to the careful path, which decodes it.
+    """
+    try:
+        hits = [kv for kv in attributes if kv[2 : 2 + kv[1]] in _CONTEXT_KEY_BYTES]
+    except IndexError:  # an attribute of under two bytes: take the careful path
+        hits = [kv for kv in attributes if attribute_key(kv) in _CONTEXT_KEY_BYTES]
+    context = {}
+    for serialized in hits:
+        kv = KeyValue.FromString(serialized)
+        context[kv.key] = any_value_to_str(kv.value)
+    return context
+
+
 def resolve_request(
-    request: ExportTraceServiceRequest, resolver: EnclosingResolver
+    body: bytes, resolver: EnclosingResolver
 ) -> tuple[list[ResolvedSpan], list[Correction]]:
     """What ClickHouse cannot derive from a span alone, for the spans that need it.
 
-    A span that names its own agent and run, and carries no tool arguments, needs no
-    entry: the insert query reads those from its attributes, and falls back to the
-    service name and the trace id. Corrections are for spans of earlier requests.
+    `body` is a valid serialized ExportTraceServiceRequest. A span that names its own
+    agent and run, and carries no tool arguments, needs no entry: the insert query
+    reads those from its attributes, and falls back to the service name and the trace
+    id. Corrections are for spans of earlier requests.
     """
     links: list[SpanLink] = []
     arg_hashes: list[str] = []
-    for resource_spans in request.resource_spans:
+    for resource_spans in LightRequest.FromString(body).resource_spans:
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
-                context = {
-                    kv.key: any_value_to_str(kv.value)
-                    for kv in span.attributes
-                    if kv.key in CONTEXT_KEYS
-                }
+                context = _span_context(span.attributes)
                 agent_name, run_id, arg_hash = enclosing_context(context) if context else _NONE
                 links.append(
                     SpanLink(span.trace_id, span.span_id, span.parent_span_id, agent_name, run_id)

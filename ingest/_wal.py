@@ -6,14 +6,14 @@ as is. Concurrent exports share one fsync (group commit): while one group is bei
 written and synced, the next one gathers.
 
     wal/
-      wal-id                      random id; makes dedup tokens unique per log
+      wal-id                      random id (renewed when the log starts empty)
       00000000000000000007.seg    sealed: waiting for the store (or being inserted)
       00000000000000000008.seg    active: being appended to
 
 A segment is deleted only after the store confirmed its insert; every segment
 still on disk at start-up is replayed. The insert's dedup token is
 `<wal-id>-<segment number>`, so replaying a segment that was stored just before a
-crash inserts nothing twice.
+crash inserts nothing twice, and no token is ever used for two different segments.
 """
 
 from __future__ import annotations
@@ -136,24 +136,29 @@ class WriteAheadLog:
     async def _flush_loop(self) -> None:
         assert self._loop is not None
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if self._pending:
-                group, self._pending = self._pending, []
-                try:
-                    await self._loop.run_in_executor(self._io, self._write_group, group)
-                except OSError as exc:
-                    log.error("write-ahead log write failed: %s", exc)
-                    for _, _, done in group:
+            if not self._pending:
+                if self._closing:
+                    return  # close() rejects new appends: nothing more can arrive
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            group, self._pending = self._pending, []
+            try:
+                await self._loop.run_in_executor(self._io, self._write_group, group)
+            except OSError as exc:
+                log.error("write-ahead log write failed: %s", exc)
+                for _, _, done in group:
+                    if not done.done():
                         done.set_exception(OverloadedError(f"cannot write log: {exc}", 5.0))
-                else:
-                    for _, _, done in group:
+            else:
+                for _, _, done in group:
+                    # A caller that gave up (client gone: its task was cancelled) has a
+                    # cancelled future; its record is durable all the same.
+                    if not done.done():
                         done.set_result(None)
-                finally:
-                    self._pending_bytes -= sum(len(framed) for framed, _, _ in group)
-                    self._update_gauges()
-            elif self._closing:
-                return
+            finally:
+                self._pending_bytes -= sum(len(framed) for framed, _, _ in group)
+                self._update_gauges()
 
     async def _seal_by_age_loop(self) -> None:
         assert self._loop is not None
@@ -188,6 +193,8 @@ class WriteAheadLog:
     # -- the I/O thread --------------------------------------------------------------
 
     def _write_group(self, group: list[tuple[bytes, int, asyncio.Future[None]]]) -> None:
+        if self._fd < 0:
+            self._open_next_segment()  # starting one failed earlier: try again
         data = b"".join(framed for framed, _, _ in group)
         view = memoryview(data)
         try:
@@ -210,18 +217,27 @@ class WriteAheadLog:
             self._active_spans >= self._config.seal_spans
             or self._active_bytes >= self._config.seal_bytes
         ):
-            self._seal_active(True)
+            # The group is durable whatever happens now: a failure to start the next
+            # segment must not tell its callers otherwise (they would send it again).
+            try:
+                self._seal_active(True)
+            except OSError as exc:
+                log.error("cannot start the next write-ahead log segment: %s", exc)
 
     def _seal_if_old(self) -> None:
         age = time.monotonic() - self._active_since
         if self._active_bytes and age >= self._config.seal_age_s and not self._closing:
-            self._seal_active(True)
+            try:
+                self._seal_active(True)
+            except OSError as exc:  # the next write tries again
+                log.error("cannot start the next write-ahead log segment: %s", exc)
 
     def _seal_active(self, reopen: bool) -> None:
         if self._fd < 0:
             return
-        os.close(self._fd)
-        self._fd = -1
+        fd, self._fd = self._fd, -1
+        with contextlib.suppress(OSError):  # every byte in it was fsynced already
+            os.close(fd)
         if self._active_bytes:
             segment = Segment(
                 path=self._segment_path(self._number),
@@ -234,14 +250,21 @@ class WriteAheadLog:
             self._loop.call_soon_threadsafe(self._sealed.put_nowait, segment)
         else:
             self._segment_path(self._number).unlink(missing_ok=True)
+        self._active_spans = 0
+        self._active_bytes = 0
         if reopen:
             self._open_next_segment()
 
     def _open_next_segment(self) -> None:
-        self._number += 1
+        self._number += 1  # also on failure: a number is never used twice
         path = self._segment_path(self._number)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        _fsync_directory(self._dir)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            _fsync_directory(self._dir)
+        except OSError:
+            os.close(fd)
+            raise
+        self._fd = fd
         self._active_spans = 0
         self._active_bytes = 0
         self._active_since = time.monotonic()
@@ -251,14 +274,7 @@ class WriteAheadLog:
 
     def _recover(self) -> list[Segment]:
         self._dir.mkdir(parents=True, exist_ok=True)
-        id_file = self._dir / "wal-id"
-        if not id_file.exists():
-            temporary = id_file.with_suffix(".tmp")
-            temporary.write_text(uuid.uuid4().hex)
-            os.replace(temporary, id_file)
-            _fsync_directory(self._dir)
-        self._wal_id = id_file.read_text().strip()
-        replay = []
+        left: list[tuple[Path, int, int, int]] = []
         for path in sorted(self._dir.glob(f"*{_SUFFIX}")):
             number = int(path.stem)
             size, spans = _recover_segment(path)
@@ -266,10 +282,29 @@ class WriteAheadLog:
             if size == 0:
                 path.unlink()
                 continue
-            self._disk_bytes += size
-            replay.append(
-                Segment(path, number, spans, size, dedup_token=f"{self._wal_id}-{number}")
-            )
+            left.append((path, number, spans, size))
+        id_file = self._dir / "wal-id"
+        if left and id_file.exists():
+            self._wal_id = id_file.read_text().strip()
+        else:
+            # Nothing to replay: every segment of the last run is stored (or set aside),
+            # so no token of the old id will be used again. A fresh id keeps the new
+            # tokens unique: once the log is empty, a clean shutdown leaves no file to
+            # continue the numbering from, and a reused `<id>-<number>` would make
+            # ClickHouse drop the new segment as a duplicate of an old one.
+            self._wal_id = uuid.uuid4().hex
+            temporary = id_file.with_suffix(".tmp")
+            with temporary.open("w") as handle:
+                handle.write(self._wal_id)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, id_file)
+            _fsync_directory(self._dir)
+        replay = [
+            Segment(path, number, spans, size, dedup_token=f"{self._wal_id}-{number}")
+            for path, number, spans, size in left
+        ]
+        self._disk_bytes += sum(segment.size for segment in replay)
         if replay:
             log.warning("replaying %d write-ahead log segment(s) left by the last run", len(replay))
         return replay
