@@ -1,0 +1,103 @@
+"""`heartbeat()`: a rate-limited, zero-duration marker span inside the current run."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+
+from opentelemetry import trace
+from opentelemetry.util.types import AttributeValue
+
+from agentwatch_sdk import _config
+from agentwatch_sdk._attributes import HEARTBEAT_SEQ, HEARTBEAT_SPAN, MARKER
+
+_log = logging.getLogger(__name__)
+
+# Bounded memory: the oldest traces are forgotten first (their seq restarts at 1).
+_MAX_TRACES = 4096
+_MAX_KEYS = 4 * _MAX_TRACES
+
+
+class _Limiter:
+    """Last emission time per (trace id, thread) and a sequence number per trace."""
+
+    def __init__(self, settings: _config.Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._last: OrderedDict[tuple[int, int], float] = OrderedDict()
+        self._seq: OrderedDict[int, int] = OrderedDict()
+
+    def admit(self, trace_id: int) -> int | None:
+        """The marker's seq if one is due now for this trace on this thread, else None."""
+        key = (trace_id, threading.get_ident())
+        now = self.settings.clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.settings.heartbeat_interval_s:
+                return None
+            self._last[key] = now
+            self._last.move_to_end(key)
+            seq = self._seq.get(trace_id, 0) + 1
+            self._seq[trace_id] = seq
+            self._seq.move_to_end(trace_id)
+            if len(self._last) > _MAX_KEYS:
+                self._last.popitem(last=False)
+            if len(self._seq) > _MAX_TRACES:
+                self._seq.popitem(last=False)
+            return seq
+
+
+_limiter: _Limiter | None = None
+_limiter_lock = threading.Lock()
+
+
+def _current_limiter() -> _Limiter:
+    """The limiter of the current settings: `configure()` starts with a fresh one."""
+    global _limiter
+    settings = _config.current()
+    limiter = _limiter
+    if limiter is None or limiter.settings is not settings:
+        with _limiter_lock:
+            if _limiter is None or _limiter.settings is not settings:
+                _limiter = _Limiter(settings)
+            limiter = _limiter
+    return limiter
+
+
+def heartbeat(**attributes: AttributeValue) -> bool:
+    """Say "this run's loop is alive"; call it on every turn of the agent's loop.
+
+    Emits a zero-duration `agentwatch.heartbeat` span as a child of the current span
+    (same trace, so it belongs to the run) at most once per `heartbeat_interval_s` per
+    (trace, thread); other calls only read a clock. Keyword arguments become attributes
+    of the marker. Returns True when a marker was emitted; False when rate-limited,
+    outside any span (there is no run to keep alive), not sampled, or on any error —
+    it never raises.
+    """
+    try:
+        return _emit(attributes)
+    except Exception:
+        _log.debug("agentwatch heartbeat failed", exc_info=True)
+        return False
+
+
+def _emit(attributes: dict[str, AttributeValue]) -> bool:
+    parent = trace.get_current_span().get_span_context()
+    if not parent.is_valid:
+        return False
+    limiter = _current_limiter()
+    seq = limiter.admit(parent.trace_id)
+    if seq is None:
+        return False
+    now = time.time_ns()
+    span = limiter.settings.tracer().start_span(
+        HEARTBEAT_SPAN,
+        kind=trace.SpanKind.INTERNAL,
+        attributes={**attributes, MARKER: "heartbeat", HEARTBEAT_SEQ: seq},
+        start_time=now,
+    )
+    emitted = span.is_recording() and span.get_span_context().trace_flags.sampled
+    span.end(end_time=now)
+    return emitted
