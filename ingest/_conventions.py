@@ -15,7 +15,8 @@ Field (first non-empty wins, left to right)
   tool_name       gen_ai.tool.name > tool.name
                   > traceloop.entity.name when traceloop.span.kind == "tool"
   tool_call_id    gen_ai.tool.call.id > tool.id > tool_call.id
-  tool_args_hash  hash of: gen_ai.tool.call.arguments
+  tool_args_hash  agentwatch.tool.call.arguments_hash (sent by agentwatch_sdk) > hash of:
+                  gen_ai.tool.call.arguments
                   > input.value, then tool.parameters, on OpenInference TOOL spans
                   > traceloop.entity.input when traceloop.span.kind == "tool"
   request_model   gen_ai.request.model > llm.request.model_name > llm.model_name
@@ -83,6 +84,8 @@ _LLM_REQUEST_TYPE_OPERATIONS = {
     "rerank": "rerank",
 }
 _MAX_TOKENS = 2**63 - 1
+# Set by agentwatch_sdk.tool_call: the hash of the arguments before they were truncated.
+SDK_ARGUMENTS_HASH = "agentwatch.tool.call.arguments_hash"
 _JSON_OPENERS = frozenset('{["')
 
 
@@ -121,7 +124,7 @@ def derive_agent_fields(span_attrs: Mapping[str, str]) -> AgentFields:
         get("gen_ai.tool.name") or get("tool.name") or (tl_entity if tl_kind == "tool" else "")
     )
     tool_call_id = get("gen_ai.tool.call.id") or get("tool.id") or get("tool_call.id") or ""
-    tool_args_hash = _args_hash(_tool_args(span_attrs, oi_kind, tl_kind))
+    tool_args_hash = _tool_args_hash(span_attrs, oi_kind, tl_kind)
     request_model = get("gen_ai.request.model") or get("llm.request.model_name") or oi_model
     response_model = get("gen_ai.response.model") or get("llm.response.model_name") or oi_model
     provider = (
@@ -187,7 +190,7 @@ def enclosing_context(span_attrs: Mapping[str, str]) -> tuple[str, str, str]:
     return (
         _agent_name(span_attrs, tl_kind),
         _run_id(span_attrs),
-        _args_hash(_tool_args(span_attrs, oi_kind, tl_kind)),
+        _tool_args_hash(span_attrs, oi_kind, tl_kind),
     )
 
 
@@ -229,6 +232,12 @@ def _tool_args(span_attrs: Mapping[str, str], oi_kind: str, tl_kind: str) -> str
     if not args and tl_kind == "tool":
         args = get("traceloop.entity.input")
     return args or ""
+
+
+def _tool_args_hash(span_attrs: Mapping[str, str], oi_kind: str, tl_kind: str) -> str:
+    """The SDK's hash of the full arguments when it sent one, else a hash of the text."""
+    sent = span_attrs.get(SDK_ARGUMENTS_HASH)
+    return sent or _args_hash(_tool_args(span_attrs, oi_kind, tl_kind))
 
 
 def _args_hash(args: str) -> str:

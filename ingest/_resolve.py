@@ -14,7 +14,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
-from ingest._conventions import enclosing_context
+from ingest._conventions import SDK_ARGUMENTS_HASH, enclosing_context
 from ingest._enclosing import Correction, EnclosingResolver, SpanLink
 from ingest._light_schema import LightRequest, attribute_key
 from ingest._translate import any_value_to_str
@@ -37,6 +37,7 @@ CONTEXT_KEYS: frozenset[str] = frozenset(
         "input.value",
         "tool.parameters",
         "traceloop.entity.input",
+        SDK_ARGUMENTS_HASH,
     }
 )
 

@@ -648,3 +648,13 @@ def test_token_counts_parse_tolerantly(raw: str, expected: int) -> None:
 
 def test_token_count_with_thousands_of_digits_does_not_raise() -> None:
     assert derive_agent_fields({"llm.token_count.prompt": "1" * 5000}).input_tokens >= 0
+
+
+def test_hash_sent_by_the_sdk_wins_over_hashing_the_truncated_arguments() -> None:
+    attrs = {
+        "gen_ai.tool.name": "crm.lookup",
+        "gen_ai.tool.call.arguments": '{"customer_id": "c-1", "note": "trunc',
+        "agentwatch.tool.call.arguments_hash": "0123456789abcdef",
+    }
+
+    assert derive_agent_fields(attrs).tool_args_hash == "0123456789abcdef"
