@@ -105,7 +105,16 @@ class Agentwatch:
     async def running(self) -> AsyncIterator[Agentwatch]:
         """Start every stage; on exit, stop intake, drain, and release everything."""
         settings = self.settings
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.data_dir / ".write-test"
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(
+                f"invalid setting data_dir (AGENTWATCH_DATA_DIR): {self.data_dir}: "
+                f"{exc.strerror or exc}"
+            ) from None
         load_config_file(settings.config)
         async with contextlib.AsyncExitStack() as stack:
             lock = DataDirLock(self.data_dir)
@@ -161,7 +170,11 @@ class Agentwatch:
         except StoreInUseError as exc:
             raise ConfigError(str(exc)) from None
         except TransientStoreError as exc:
-            raise ConfigError(f"storage unavailable: {exc}") from None
+            if store.is_embedded:
+                raise ConfigError(f"storage unavailable: {exc}") from None
+            # A server may come up after us (compose, restarts): accept into the log
+            # now; the first insert creates the schema. /readyz says what is missing.
+            log.warning("ClickHouse not reachable yet, accepting into the log: %s", exc)
         return store
 
     def _build_pipeline(self, store: ClickHouseStore) -> IngestPipeline:

@@ -59,14 +59,25 @@ class ClickHouseStore:
         self._clients: list[Any] = []
         self._clients_lock = threading.Lock()
         self._closed = False
+        self._schema_ready = False
 
     # -- lifecycle -------------------------------------------------------------------
 
     def open(self) -> None:
         """Connect, create the database and apply pending migrations."""
-        client = self._client()
-        client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
-        apply_migrations(client, self.database, self.retention_days)
+        try:
+            client = self._client()
+            client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+            apply_migrations(client, self.database, self.retention_days)
+        except Exception as exc:
+            self._drop_thread_client()
+            raise classify_store_error(exc) from exc
+        self._schema_ready = True
+
+    def _ensure_schema(self) -> None:
+        """Run `open()` first if start-up could not (a server that was still down)."""
+        if not self._schema_ready:
+            self.open()
 
     def close(self) -> None:
         self._closed = True
@@ -107,6 +118,7 @@ class ClickHouseStore:
         chDB reads the file itself; a server gets its bytes in the request body. The
         same `dedup_token` makes a replayed segment a no-op.
         """
+        self._ensure_schema()
         if self.is_embedded:
             query, data = insert_query(self.database, file_source(str(path))), None
         else:

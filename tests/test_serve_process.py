@@ -139,3 +139,34 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"127.0.0.1:{port}" in result.stderr
     assert result.stderr.strip().count("\n") == 0
+
+
+def test_unwritable_data_dir_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+
+    result = _run_cli("serve", "--data-dir", str(blocker / "data"))
+
+    assert result.returncode == 2
+    assert "AGENTWATCH_DATA_DIR" in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+
+
+def test_a_clickhouse_server_that_is_down_at_start_does_not_stop_intake(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    server = AgentwatchProcess(
+        tmp_path / "data", "--clickhouse-url", f"http://127.0.0.1:{closed_port}"
+    ).start()
+    try:
+        result = grpc_export(
+            server.endpoints["otlp_grpc"], make_request([make_span()]).SerializeToString()
+        )
+        ready = httpx.get(f"{server.endpoints['api']}/readyz")
+    finally:
+        server.kill()
+    assert result.ok  # acknowledged: it is in the write-ahead log
+    assert ready.status_code == 503
+    assert "store is not answering" in ready.json()["problems"]
+    assert list((tmp_path / "data" / "wal").glob("*.seg"))
