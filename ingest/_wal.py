@@ -36,6 +36,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from ingest._errors import OverloadedError
 from ingest._metrics import IngestMetrics
 from ingest._translate import span_count
+from ingest._wal_record import read_varint
 
 log = logging.getLogger("agentwatch.wal")
 
@@ -322,20 +323,6 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _read_varint(data: bytes, offset: int) -> tuple[int, int] | None:
-    value = shift = 0
-    while offset < len(data):
-        byte = data[offset]
-        offset += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, offset
-        shift += 7
-        if shift > 63:
-            return None
-    return None
-
-
 def _recover_segment(path: Path) -> tuple[int, int]:
     """(bytes, spans) of a segment left by the last run, cutting a half-written record.
 
@@ -345,7 +332,7 @@ def _recover_segment(path: Path) -> tuple[int, int]:
     data = path.read_bytes()
     offset = spans = 0
     while offset < len(data):
-        header = _read_varint(data, offset)
+        header = read_varint(data, offset)
         if header is None or header[1] + header[0] > len(data):
             break
         length, start = header

@@ -77,15 +77,26 @@ def frame(record: bytes) -> bytes:
     return varint(len(record)) + record
 
 
-def _read_varint(data: bytes, offset: int) -> tuple[int, int]:
+def read_varint(data: bytes, offset: int) -> tuple[int, int] | None:
+    """(value, next offset) of the varint at `offset`; None when it is cut short."""
     value = shift = 0
-    while True:
+    while offset < len(data):
         byte = data[offset]
         offset += 1
         value |= (byte & 0x7F) << shift
         if not byte & 0x80:
             return value, offset
         shift += 7
+        if shift > 63:
+            return None
+    return None
+
+
+def _read_varint(data: bytes, offset: int) -> tuple[int, int]:
+    decoded = read_varint(data, offset)
+    if decoded is None:
+        raise ValueError(f"truncated varint at byte {offset}")
+    return decoded
 
 
 def _skip(data: bytes, offset: int, wire_type: int) -> int:
