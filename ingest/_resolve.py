@@ -15,6 +15,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 from ingest._conventions import SDK_ARGUMENTS_HASH, enclosing_context
+
+try:
+    from ingest import _wirescan
+except ImportError:  # not built (no compiler at install): the Python pass does the work
+    _wirescan = None  # type: ignore[assignment]
 from ingest._enclosing import Correction, EnclosingResolver, SpanLink
 from ingest._light_schema import LightRequest, attribute_key
 from ingest._translate import any_value_to_str
@@ -43,6 +48,7 @@ CONTEXT_KEYS: frozenset[str] = frozenset(
 
 
 _CONTEXT_KEY_BYTES = frozenset(key.encode() for key in CONTEXT_KEYS)
+_CONTEXT_KEY_TUPLE = tuple(sorted(_CONTEXT_KEY_BYTES))
 
 
 def build_record(
@@ -60,17 +66,37 @@ def build_record(
     return frame(body + encode_envelope(tenant, resolved, corrections))
 
 
-def _span_context(attributes: list[bytes]) -> dict[str, str]:
-    """The context attributes of one span, decoding only those.
+SpanScan = tuple[bytes, bytes, bytes, list[bytes]]
 
-    The key of a serialized KeyValue sits at [2 : 2 + length] when it is written first
-    with a one-byte length, as every OTLP encoder does; anything else cannot match a
-    (short) context key and is left to the careful path, which decodes it.
+
+def scan_spans_python(body: bytes) -> list[SpanScan]:
+    """(trace id, span id, parent id, [serialized context KeyValues]) per span.
+
+    The reference for the C walker in `_wirescan.c`: a reduced protobuf schema keeps
+    attributes as bytes; the key of a serialized KeyValue sits at [2 : 2 + length]
+    when it is written first with a one-byte length, as every OTLP encoder does.
     """
-    try:
-        hits = [kv for kv in attributes if kv[2 : 2 + kv[1]] in _CONTEXT_KEY_BYTES]
-    except IndexError:  # an attribute of under two bytes: take the careful path
-        hits = [kv for kv in attributes if attribute_key(kv) in _CONTEXT_KEY_BYTES]
+    scanned = []
+    for resource_spans in LightRequest.FromString(body).resource_spans:
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                hits = [kv for kv in span.attributes if attribute_key(kv) in _CONTEXT_KEY_BYTES]
+                scanned.append((span.trace_id, span.span_id, span.parent_span_id, hits))
+    return scanned
+
+
+def scan_spans(body: bytes) -> list[SpanScan]:
+    """`scan_spans_python`, done by the C walker when it is built (several times faster)."""
+    if _wirescan is not None:
+        try:
+            scanned: list[SpanScan] = _wirescan.scan(body, _CONTEXT_KEY_TUPLE)
+            return scanned
+        except ValueError:
+            pass  # something the walker does not handle: the Python pass decides
+    return scan_spans_python(body)
+
+
+def _context(hits: list[bytes]) -> dict[str, str]:
     context = {}
     for serialized in hits:
         kv = KeyValue.FromString(serialized)
@@ -90,15 +116,10 @@ def resolve_request(
     """
     links: list[SpanLink] = []
     arg_hashes: list[str] = []
-    for resource_spans in LightRequest.FromString(body).resource_spans:
-        for scope_spans in resource_spans.scope_spans:
-            for span in scope_spans.spans:
-                context = _span_context(span.attributes)
-                agent_name, run_id, arg_hash = enclosing_context(context) if context else _NONE
-                links.append(
-                    SpanLink(span.trace_id, span.span_id, span.parent_span_id, agent_name, run_id)
-                )
-                arg_hashes.append(arg_hash)
+    for trace_id, span_id, parent_span_id, hits in scan_spans(body):
+        agent_name, run_id, arg_hash = enclosing_context(_context(hits)) if hits else _NONE
+        links.append(SpanLink(trace_id, span_id, parent_span_id, agent_name, run_id))
+        arg_hashes.append(arg_hash)
     attributions, corrections = resolver.add(links)
     resolved = []
     for link, (agent_name, run_id), arg_hash in zip(links, attributions, arg_hashes, strict=True):

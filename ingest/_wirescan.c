@@ -1,0 +1,214 @@
+/*
+ * The receive-side context pass over a serialized ExportTraceServiceRequest, in C.
+ *
+ * scan(body, keys) -> [(trace_id, span_id, parent_span_id, [kv, ...]), ...]
+ *
+ * One entry per span, in wire order. Each kv is the serialized KeyValue of an attribute
+ * whose key is one of `keys` (a tuple of bytes); every other attribute is skipped
+ * without creating a Python object, which is the point: Python would materialize
+ * every attribute. Every read is bounds-checked; input the walker does not understand
+ * (groups, truncation, overlong varints) raises ValueError, and the caller falls back
+ * to the pure-Python pass. The body has already been validated by a full protobuf
+ * parse before it gets here.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_KEYS 64
+
+typedef struct {
+    const uint8_t *p;
+    const uint8_t *end;
+} cursor;
+
+typedef struct {
+    const char *data[MAX_KEYS];
+    Py_ssize_t size[MAX_KEYS];
+    int count;
+} keyset;
+
+static int read_varint(cursor *c, uint64_t *out) {
+    uint64_t value = 0;
+    int shift = 0;
+    while (c->p < c->end) {
+        uint8_t byte = *c->p++;
+        value |= (uint64_t)(byte & 0x7F) << shift;
+        if (!(byte & 0x80)) {
+            *out = value;
+            return 0;
+        }
+        shift += 7;
+        if (shift > 63) return -1;
+    }
+    return -1;
+}
+
+/* Read one field header; for length-delimited fields, return its payload in *sub. */
+static int next_field(cursor *c, uint32_t *number, int *wire_type, cursor *sub) {
+    uint64_t tag, length;
+    if (read_varint(c, &tag) < 0) return -1;
+    *number = (uint32_t)(tag >> 3);
+    *wire_type = (int)(tag & 7);
+    switch (*wire_type) {
+    case 0:
+        return read_varint(c, &length);
+    case 1:
+        if (c->end - c->p < 8) return -1;
+        c->p += 8;
+        return 0;
+    case 2:
+        if (read_varint(c, &length) < 0) return -1;
+        if ((uint64_t)(c->end - c->p) < length) return -1;
+        sub->p = c->p;
+        sub->end = c->p + length;
+        c->p += length;
+        return 0;
+    case 5:
+        if (c->end - c->p < 4) return -1;
+        c->p += 4;
+        return 0;
+    default:
+        return -1; /* groups (3, 4) and reserved types */
+    }
+}
+
+static int key_matches(cursor kv, const keyset *keys) {
+    uint32_t number;
+    int wire_type;
+    cursor sub;
+    while (kv.p < kv.end) {
+        if (next_field(&kv, &number, &wire_type, &sub) < 0) return -1;
+        if (number == 1 && wire_type == 2) {
+            Py_ssize_t size = sub.end - sub.p;
+            for (int i = 0; i < keys->count; i++) {
+                if (keys->size[i] == size && memcmp(keys->data[i], sub.p, (size_t)size) == 0)
+                    return 1;
+            }
+            return 0;
+        }
+    }
+    return 0;
+}
+
+static PyObject *bytes_of(cursor c) {
+    return PyBytes_FromStringAndSize((const char *)c.p, c.end - c.p);
+}
+
+static int scan_span(cursor span, const keyset *keys, PyObject *out) {
+    static const uint8_t nothing[1] = {0};
+    cursor trace = {nothing, nothing}, id = {nothing, nothing}, parent = {nothing, nothing}, sub;
+    uint32_t number;
+    int wire_type;
+    PyObject *hits = PyList_New(0);
+    if (hits == NULL) return -1;
+    while (span.p < span.end) {
+        if (next_field(&span, &number, &wire_type, &sub) < 0) goto malformed;
+        if (wire_type != 2) continue;
+        if (number == 1) trace = sub;
+        else if (number == 2) id = sub;
+        else if (number == 4) parent = sub;
+        else if (number == 9) {
+            int match = key_matches(sub, keys);
+            if (match < 0) goto malformed;
+            if (match) {
+                PyObject *kv = bytes_of(sub);
+                if (kv == NULL || PyList_Append(hits, kv) < 0) {
+                    Py_XDECREF(kv);
+                    goto error;
+                }
+                Py_DECREF(kv);
+            }
+        }
+    }
+    PyObject *entry = Py_BuildValue(
+        "(y#y#y#N)",
+        (const char *)trace.p, trace.end - trace.p,
+        (const char *)id.p, id.end - id.p,
+        (const char *)parent.p, parent.end - parent.p,
+        hits);
+    if (entry == NULL) return -1; /* "N" consumed hits even on failure */
+    int failed = PyList_Append(out, entry);
+    Py_DECREF(entry);
+    return failed;
+malformed:
+    PyErr_SetString(PyExc_ValueError, "malformed span");
+error:
+    Py_DECREF(hits);
+    return -1;
+}
+
+/* Walk `c` and call `inner` on every length-delimited field numbered `wanted`. */
+static int each_field(cursor c, uint32_t wanted, int (*inner)(cursor, const keyset *, PyObject *),
+                      const keyset *keys, PyObject *out) {
+    uint32_t number;
+    int wire_type;
+    cursor sub;
+    while (c.p < c.end) {
+        if (next_field(&c, &number, &wire_type, &sub) < 0) {
+            PyErr_SetString(PyExc_ValueError, "malformed message");
+            return -1;
+        }
+        if (number == wanted && wire_type == 2 && inner(sub, keys, out) < 0) return -1;
+    }
+    return 0;
+}
+
+static int scan_scope_spans(cursor c, const keyset *keys, PyObject *out) {
+    return each_field(c, 2, scan_span, keys, out);
+}
+
+static int scan_resource_spans(cursor c, const keyset *keys, PyObject *out) {
+    return each_field(c, 2, scan_scope_spans, keys, out);
+}
+
+static PyObject *scan(PyObject *self, PyObject *args) {
+    Py_buffer body;
+    PyObject *key_tuple;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*O!", &body, &PyTuple_Type, &key_tuple)) return NULL;
+    keyset keys;
+    keys.count = (int)PyTuple_GET_SIZE(key_tuple);
+    if (keys.count > MAX_KEYS) {
+        PyBuffer_Release(&body);
+        PyErr_SetString(PyExc_ValueError, "too many keys");
+        return NULL;
+    }
+    for (int i = 0; i < keys.count; i++) {
+        PyObject *key = PyTuple_GET_ITEM(key_tuple, i);
+        if (!PyBytes_Check(key)) {
+            PyBuffer_Release(&body);
+            PyErr_SetString(PyExc_TypeError, "keys must be bytes");
+            return NULL;
+        }
+        keys.data[i] = PyBytes_AS_STRING(key);
+        keys.size[i] = PyBytes_GET_SIZE(key);
+    }
+    PyObject *out = PyList_New(0);
+    if (out == NULL) {
+        PyBuffer_Release(&body);
+        return NULL;
+    }
+    cursor c = {(const uint8_t *)body.buf, (const uint8_t *)body.buf + body.len};
+    int failed = each_field(c, 1, scan_resource_spans, &keys, out);
+    PyBuffer_Release(&body);
+    if (failed) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", scan, METH_VARARGS,
+     "scan(body, keys) -> [(trace_id, span_id, parent_span_id, [kv, ...]), ...]"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_wirescan", "The context pass's wire walker.", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__wirescan(void) { return PyModule_Create(&module); }
