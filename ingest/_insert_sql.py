@@ -8,6 +8,7 @@ input structure that matches `sql/otlp_record.proto`. The mapping mirrors
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -85,7 +86,9 @@ def attribute_map(attributes: str) -> str:
 
 
 def _attr(key: str) -> str:
-    return f"attrs['{key}']"
+    """A convention attribute, looked up in `conv`: the span's attributes filtered to the
+    keys the conventions read (about 35 lookups on a few entries instead of ~20 each)."""
+    return f"conv['{key}']"
 
 
 def _first_nonempty(*expressions: str) -> str:
@@ -228,7 +231,13 @@ def insert_query(database: str, source: str) -> str:
     return _render(database, source) + trailer
 
 
+def _convention_keys(expressions: dict[str, str]) -> str:
+    keys = sorted(set(re.findall(r"conv\['([^']+)'\]", " ".join(expressions.values()))))
+    return ", ".join(f"'{key}'" for key in keys + ["gen_ai.agent.id", "error.type"])
+
+
 def _render(database: str, source: str) -> str:
+    conventions = _convention_expressions()
     return _template().format(
         database=database,
         source=source,
@@ -236,7 +245,8 @@ def _render(database: str, source: str) -> str:
         span_attributes=attribute_map("sp.attributes"),
         event_attributes=attribute_map("e.attributes"),
         link_attributes=attribute_map("l.attributes"),
-        **_convention_expressions(),
+        convention_keys=_convention_keys(conventions),
+        **conventions,
     )
 
 

@@ -38,7 +38,7 @@ SELECT
     arrayMap(l -> {link_attributes}, sp.links) AS `Links.Attributes`,
     tenant AS TenantId,
     {agent_name} AS AgentName,
-    attrs['gen_ai.agent.id'] AS AgentId,
+    conv['gen_ai.agent.id'] AS AgentId,
     {run_id} AS RunId,
     {operation} AS Operation,
     {tool_name} AS ToolName,
@@ -49,7 +49,7 @@ SELECT
     {provider} AS Provider,
     {input_tokens} AS InputTokens,
     {output_tokens} AS OutputTokens,
-    if(attrs['error.type'] != '', attrs['error.type'],
+    if(conv['error.type'] != '', conv['error.type'],
        if(sp.status.code = 2,
           arrayFirst(a -> a.key = 'exception.type',
                      arrayFirst(e -> e.name = 'exception', sp.events).attributes).value.string_value,
@@ -63,6 +63,7 @@ FROM (
         ss,
         sp,
         {span_attributes} AS attrs,
+        mapFilter((k, v) -> k IN ({convention_keys}), attrs) AS conv,
         indexOf(resolved.span_id, sp.span_id) AS resolved_at
     FROM (
         -- Resource attributes are rendered once per resource, not once per span.
