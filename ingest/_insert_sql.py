@@ -233,7 +233,7 @@ def insert_query(database: str, source: str) -> str:
 
 def _convention_keys(expressions: dict[str, str]) -> str:
     keys = sorted(set(re.findall(r"conv\['([^']+)'\]", " ".join(expressions.values()))))
-    return ", ".join(f"'{key}'" for key in keys + ["gen_ai.agent.id", "error.type"])
+    return ", ".join(f"'{key}'" for key in [*keys, "gen_ai.agent.id", "error.type"])
 
 
 def _render(database: str, source: str) -> str:
