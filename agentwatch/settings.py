@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=30, ge=1, le=36500)
     max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     # A log segment is sealed and inserted at this many spans or this age, whichever first.
-    batch_max_spans: int = Field(default=20_000, ge=1)
+    batch_max_spans: int = Field(default=50_000, ge=1)
     flush_interval_s: float = Field(default=1.0, gt=0, le=60)
     wal_max_bytes: int = Field(default=2 * 1024**3, ge=1024 * 1024)
     max_pending_bytes: int = Field(default=256 * 1024**2, ge=1024 * 1024)

@@ -58,7 +58,7 @@ class Segment:
 class WalConfig:
     max_bytes: int = 2 * 1024**3
     max_pending_bytes: int = 256 * 1024**2
-    seal_spans: int = 20_000
+    seal_spans: int = 50_000
     seal_bytes: int = 32 * 1024**2
     seal_age_s: float = 1.0
 
