@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel
 
 
@@ -59,7 +57,3 @@ class TraceSummary(BaseModel):
 
 class TraceList(BaseModel):
     traces: list[TraceSummary]
-
-
-class Problem(BaseModel):
-    detail: Any
