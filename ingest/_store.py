@@ -67,6 +67,7 @@ class ClickHouseStore:
         """Connect, create the database and apply pending migrations."""
         try:
             client = self._client()
+            # self.database matched _IDENTIFIER in __init__; identifiers cannot be bound.
             client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
             apply_migrations(client, self.database, self.retention_days)
         except Exception as exc:
