@@ -26,6 +26,7 @@ from agentwatch._http_server import HttpServer, bind_socket
 from agentwatch.settings import ConfigError, Settings
 from api import ApiContext, create_app
 from collector import ExportHandler, GrpcReceiver, HttpReceiver, TokenAuthenticator
+from detectors import DetectorConfig, DetectorConfigError, DetectorEngine, DetectorStage
 from ingest import (
     ClickHouseStore,
     IngestMetrics,
@@ -115,7 +116,7 @@ class Agentwatch:
                 f"invalid setting data_dir (AGENTWATCH_DATA_DIR): {self.data_dir}: "
                 f"{exc.strerror or exc}"
             ) from None
-        load_config_file(settings.config)
+        detector_config = self._detector_config()
         async with contextlib.AsyncExitStack() as stack:
             lock = DataDirLock(self.data_dir)
             lock.acquire()
@@ -126,6 +127,17 @@ class Agentwatch:
             store = await self._open_store()
             stack.callback(store.close)
             pipeline = self._build_pipeline(store)
+            detector_stage = DetectorStage(
+                DetectorEngine(detector_config),
+                store,
+                self.data_dir / "detectors" / "state.json",
+                watermark_s=pipeline.consumed_until_s,
+                registry=self.metrics.registry,
+            )
+            pipeline.add_consumer(detector_stage)
+            await detector_stage.start()
+            # Stopped after the pipeline's drain, so it sees every stored segment.
+            stack.push_async_callback(detector_stage.shutdown)
             await pipeline.start()
             stack.push_async_callback(pipeline.shutdown)
             handler = ExportHandler(
@@ -176,6 +188,13 @@ class Agentwatch:
             # now; the first insert creates the schema. /readyz says what is missing.
             log.warning("ClickHouse not reachable yet, accepting into the log: %s", exc)
         return store
+
+    def _detector_config(self) -> DetectorConfig:
+        document = load_config_file(self.settings.config)
+        try:
+            return DetectorConfig.from_dict(document.get("detectors"))
+        except DetectorConfigError as exc:
+            raise ConfigError(f"config file {self.settings.config}: {exc}") from None
 
     def _build_pipeline(self, store: ClickHouseStore) -> IngestPipeline:
         settings = self.settings

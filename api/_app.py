@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from api._deps import ApiContext, ContextDep
+from api._findings import router as findings_router
 from api._traces import router as traces_router
 
 
@@ -37,4 +38,5 @@ def create_app(context: ApiContext, registry: CollectorRegistry | None = None) -
         return Response(generate_latest(metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(traces_router)
+    app.include_router(findings_router)
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel
 
 
@@ -57,3 +59,24 @@ class TraceSummary(BaseModel):
 
 class TraceList(BaseModel):
     traces: list[TraceSummary]
+
+
+class FindingOut(BaseModel):
+    id: str
+    kind: str
+    state: str
+    severity: str
+    agent_name: str
+    service_name: str
+    tool_name: str
+    trace_id: str
+    run_id: str
+    opened_at: str
+    updated_at: str
+    resolved_at: str | None
+    summary: str
+    evidence: dict[str, Any]
+
+
+class FindingList(BaseModel):
+    findings: list[FindingOut]

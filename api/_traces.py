@@ -42,7 +42,14 @@ def parse_time_param(name: str, value: str | None, default: datetime) -> datetim
 
 
 @router.get("/traces/{trace_id}", response_model=TraceOut)
-def get_trace(trace_id: str, store: StoreDep, tenant: TenantDep) -> TraceOut:
+def get_trace(
+    trace_id: str,
+    store: StoreDep,
+    tenant: TenantDep,
+    markers: Annotated[
+        bool, Query(description="include agentwatch_sdk marker spans (heartbeats, pending)")
+    ] = False,
+) -> TraceOut:
     if not _HEX_TRACE_ID.match(trace_id):
         raise HTTPException(status_code=400, detail="trace_id must be 32 hex characters")
     trace_id = trace_id.lower()
@@ -63,6 +70,7 @@ def get_trace(trace_id: str, store: StoreDep, tenant: TenantDep) -> TraceOut:
         "WHERE TraceId = {trace_id:String}"
         + time_clause
         + _tenant_clause(tenant)
+        + ("" if markers else " AND Marker = ''")
         + " ORDER BY start_ns LIMIT 1 BY SpanId",
         params,
     )
@@ -161,8 +169,10 @@ def list_traces(
         having.append("error_count = 0")
     rows = store.query(
         "SELECT TraceId, min(toUnixTimestamp64Nano(Timestamp)) AS start_ns, "
-        "max(toUnixTimestamp64Nano(Timestamp) + Duration) AS end_ns, count() AS span_count, "
-        "countIf(IsError = 1) AS error_count, groupUniqArray(ServiceName) AS services, "
+        "max(toUnixTimestamp64Nano(Timestamp) + Duration) AS end_ns, "
+        "countIf(Marker = '') AS span_count, "
+        "countIf(IsError = 1 AND Marker = '') AS error_count, "
+        "groupUniqArray(ServiceName) AS services, "
         "groupUniqArray(AgentName) AS agent_names, "
         "argMinIf(SpanName, Timestamp, ParentSpanId = '') AS root_name, "
         "argMinIf(ServiceName, Timestamp, ParentSpanId = '') AS root_service "

@@ -1,5 +1,6 @@
 """Ingest: validate, translate and normalize spans, and store them in ClickHouse."""
 
+from ingest._agent_spans import AgentSpan, read_agent_spans, record_agent_spans
 from ingest._batch import COLUMN_NAMES, SpanBatch
 from ingest._enclosing import Correction, EnclosingResolver, SpanLink
 from ingest._errors import (
@@ -17,6 +18,7 @@ from ingest._wal import Segment, WalConfig
 
 __all__ = [
     "COLUMN_NAMES",
+    "AgentSpan",
     "ClickHouseStore",
     "Correction",
     "EnclosingResolver",
@@ -36,6 +38,8 @@ __all__ = [
     "WalConfig",
     "chdb_dsn",
     "drop_invalid_spans",
+    "read_agent_spans",
+    "record_agent_spans",
     "span_count",
     "translate",
 ]

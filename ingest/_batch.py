@@ -58,6 +58,7 @@ class SpanBatch:
     OutputTokens: list[int] = field(default_factory=list)
     ErrorType: list[str] = field(default_factory=list)
     IsError: list[int] = field(default_factory=list)
+    Marker: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.SpanId)

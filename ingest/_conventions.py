@@ -86,6 +86,8 @@ _LLM_REQUEST_TYPE_OPERATIONS = {
 _MAX_TOKENS = 2**63 - 1
 # Set by agentwatch_sdk.tool_call: the hash of the arguments before they were truncated.
 SDK_ARGUMENTS_HASH = "agentwatch.tool.call.arguments_hash"
+# agentwatch_sdk marker spans: "heartbeat" or "pending" (signals, not work).
+MARKER_KEY = "agentwatch.marker"
 _JSON_OPENERS = frozenset('{["')
 
 

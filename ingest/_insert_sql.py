@@ -13,6 +13,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from ingest._conventions import MARKER_KEY
+
 _SQL_PACKAGE = "ingest.sql"
 
 _ONEOF = (
@@ -232,8 +234,17 @@ def insert_query(database: str, source: str) -> str:
 
 
 def _convention_keys(expressions: dict[str, str]) -> str:
-    keys = sorted(set(re.findall(r"conv\['([^']+)'\]", " ".join(expressions.values()))))
-    return ", ".join(f"'{key}'" for key in [*keys, "gen_ai.agent.id", "error.type"])
+    return ", ".join(f"'{key}'" for key in sorted(_keys_read(expressions)))
+
+
+def _keys_read(expressions: dict[str, str]) -> set[str]:
+    keys = set(re.findall(r"conv\['([^']+)'\]", " ".join(expressions.values())))
+    return keys | {"gen_ai.agent.id", "error.type", MARKER_KEY}
+
+
+def convention_key_names() -> frozenset[str]:
+    """The span attributes the normalized columns are derived from."""
+    return frozenset(_keys_read(_convention_expressions()))
 
 
 def _render(database: str, source: str) -> str:

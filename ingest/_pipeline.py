@@ -42,9 +42,16 @@ class SpanStore(Protocol):
 
 
 class SegmentConsumer(Protocol):
-    """A downstream stage (the detectors): told about every segment once it is stored."""
+    """A downstream stage (the detectors): told about every segment once it is stored.
+
+    `checkpoint()` makes what the consumer derived from the segments so far durable;
+    only then are those segments deleted, so after a crash every segment the consumer
+    may not have saved is replayed to it (`Segment.number` tells replays apart).
+    """
 
     async def consume(self, segment: Segment) -> None: ...
+
+    async def checkpoint(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +60,7 @@ class PipelineConfig:
     retry_initial_s: float = 0.2
     retry_max_s: float = 30.0
     drain_timeout_s: float = 30.0
+    checkpoint_interval_s: float = 5.0
 
 
 class IngestPipeline:
@@ -76,6 +84,9 @@ class IngestPipeline:
         self._closing = False
         self._log_closed = False
         self._drain_deadline = float("inf")
+        self._in_flight: Segment | None = None
+        self._unreleased: list[Segment] = []  # consumed, awaiting the consumers' checkpoint
+        self._last_checkpoint = time.monotonic()
         self.store_healthy = True
 
     @property
@@ -92,6 +103,22 @@ class IngestPipeline:
         if self._closing:
             problems.append("shutting down")
         return problems
+
+    def add_consumer(self, consumer: SegmentConsumer) -> None:
+        """Hand every stored segment to `consumer` too (before `start()`)."""
+        self._consumers.append(consumer)
+
+    def consumed_until_s(self) -> float:
+        """Wall-clock time before which every accepted record has reached the consumers.
+
+        Detectors tick with this rather than the clock, so a store outage (or a replay
+        after a restart) does not look like agents going silent.
+        """
+        candidates = [self._wal.oldest_unsealed_or_queued_s()]
+        if self._in_flight is not None:
+            candidates.append(self._in_flight.first_write_s)
+        known = [moment for moment in candidates if moment is not None]
+        return min(known) if known else time.time()
 
     async def start(self) -> None:
         await self._wal.open()
@@ -128,23 +155,57 @@ class IngestPipeline:
         self._writer.shutdown(wait=True)
 
     async def _store_loop(self) -> None:
-        while not (self._log_closed and self._wal.sealed_backlog() == 0):
+        try:
+            while not (self._log_closed and self._wal.sealed_backlog() == 0):
+                try:
+                    segment = await asyncio.wait_for(self._wal.next_sealed(), timeout=0.2)
+                except TimeoutError:
+                    await self._release_consumed(force=False)
+                    continue
+                self._in_flight = segment
+                self._metrics.wal_lag_segments.set(self._wal.sealed_backlog())
+                outcome = await self._store_segment(segment)
+                if outcome is _Outcome.STORED:
+                    await self._hand_to_consumers(segment)
+                    self._unreleased.append(segment)
+                    await self._release_consumed(force=False)
+                elif outcome is _Outcome.GAVE_UP:
+                    log.warning(
+                        "store still failing at shutdown: %d log segment(s) left for the next "
+                        "start",
+                        self._wal.sealed_backlog() + 1,
+                    )
+                    return
+                self._in_flight = None
+        finally:
+            self._in_flight = None
+            await self._release_consumed(force=True)
+
+    async def _hand_to_consumers(self, segment: Segment) -> None:
+        for consumer in self._consumers:
             try:
-                segment = await asyncio.wait_for(self._wal.next_sealed(), timeout=0.2)
-            except TimeoutError:
-                continue
-            self._metrics.wal_lag_segments.set(self._wal.sealed_backlog())
-            outcome = await self._store_segment(segment)
-            if outcome is _Outcome.STORED:
-                for consumer in self._consumers:
-                    await consumer.consume(segment)
-                self._wal.release(segment)
-            elif outcome is _Outcome.GAVE_UP:
-                log.warning(
-                    "store still failing at shutdown: %d log segment(s) left for the next start",
-                    self._wal.sealed_backlog() + 1,
-                )
-                return
+                await consumer.consume(segment)
+            except Exception:  # a detector bug must never stop ingest
+                log.exception("consumer %s failed on log segment %d", consumer, segment.number)
+
+    async def _release_consumed(self, force: bool) -> None:
+        """Delete stored segments once every consumer has checkpointed what it took."""
+        if not self._unreleased:
+            return
+        due = time.monotonic() - self._last_checkpoint >= self._config.checkpoint_interval_s
+        if self._consumers and not (force or due):
+            return
+        try:
+            for consumer in self._consumers:
+                await consumer.checkpoint()
+        except Exception:
+            log.exception("consumer checkpoint failed; keeping the log segments for replay")
+            return
+        finally:
+            self._last_checkpoint = time.monotonic()
+        for segment in self._unreleased:
+            self._wal.release(segment)
+        self._unreleased.clear()
 
     async def _store_segment(self, segment: Segment) -> _Outcome:
         """Insert until it succeeds; a segment refused for good goes to the dead letters."""

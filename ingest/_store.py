@@ -154,6 +154,19 @@ class ClickHouseStore:
             },
         )
 
+    def insert_rows(
+        self, table: str, column_names: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Insert rows into one of agentwatch's tables (values are sent as data, not SQL)."""
+        if not _IDENTIFIER.match(table):
+            raise ValueError(f"invalid table name {table!r}")
+        self._ensure_schema()
+        try:
+            self._client().insert(self.table(table), rows, column_names=list(column_names))
+        except Exception as exc:
+            self._drop_thread_client()
+            raise classify_store_error(exc) from exc
+
     # -- reads -----------------------------------------------------------------------
 
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from ingest._batch import SpanBatch
-from ingest._conventions import derive_agent_fields
+from ingest._conventions import MARKER_KEY, derive_agent_fields
 from ingest._enclosing import EnclosingResolver, SpanLink
 
 # The Collector's ClickHouse exporter writes these strings; Grafana's trace view reads them.
@@ -171,6 +171,7 @@ def _append_span(
     error_type = fields.error_type or (_exception_type(span) if is_error else "")
     batch.ErrorType.append(error_type)
     batch.IsError.append(1 if is_error or error_type else 0)
+    batch.Marker.append(attrs.get(MARKER_KEY, ""))
     return SpanLink(
         span.trace_id, span.span_id, span.parent_span_id, fields.agent_name, fields.run_id
     )

@@ -19,6 +19,7 @@ crash inserts nothing twice, and no token is ever used for two different segment
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -52,6 +53,12 @@ class Segment:
     spans: int
     size: int
     dedup_token: str
+    # Wall-clock time of its first record (0: unknown, a segment left by the last run).
+    first_write_s: float = 0.0
+
+    @property
+    def wal_id(self) -> str:
+        return self.dedup_token.rsplit("-", 1)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +80,7 @@ class WriteAheadLog:
         self._pending_bytes = 0
         self._wake = asyncio.Event()
         self._sealed: asyncio.Queue[Segment] = asyncio.Queue()
+        self._sealed_view: collections.deque[Segment] = collections.deque()  # same order
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._ager: asyncio.Task[None] | None = None
@@ -82,6 +90,7 @@ class WriteAheadLog:
         self._active_spans = 0
         self._active_bytes = 0
         self._active_since = 0.0
+        self._active_first_write_s = 0.0
         self._disk_bytes = 0
         self._closing = False
 
@@ -92,7 +101,7 @@ class WriteAheadLog:
         self._loop = asyncio.get_running_loop()
         replay = await self._loop.run_in_executor(self._io, self._recover)
         for segment in replay:
-            self._sealed.put_nowait(segment)
+            self._enqueue_sealed(segment)
         await self._loop.run_in_executor(self._io, self._open_next_segment)
         self._flusher = asyncio.create_task(self._flush_loop(), name="agentwatch-wal-flush")
         self._ager = asyncio.create_task(self._seal_by_age_loop(), name="agentwatch-wal-age")
@@ -171,7 +180,21 @@ class WriteAheadLog:
     # -- consuming -------------------------------------------------------------------
 
     async def next_sealed(self) -> Segment:
-        return await self._sealed.get()
+        segment = await self._sealed.get()
+        self._sealed_view.popleft()
+        return segment
+
+    def _enqueue_sealed(self, segment: Segment) -> None:
+        self._sealed_view.append(segment)
+        self._sealed.put_nowait(segment)
+
+    def oldest_unsealed_or_queued_s(self) -> float | None:
+        """When the oldest record not yet handed out by `next_sealed` was written."""
+        if self._sealed_view:
+            return self._sealed_view[0].first_write_s
+        if self._active_bytes:
+            return self._active_first_write_s
+        return None
 
     def sealed_backlog(self) -> int:
         return self._sealed.qsize()
@@ -211,6 +234,7 @@ class WriteAheadLog:
         self._metrics.wal_fsyncs.inc()
         if not self._active_bytes:
             self._active_since = time.monotonic()
+            self._active_first_write_s = time.time()
         self._active_bytes += len(data)
         self._active_spans += sum(spans for _, spans, _ in group)
         self._disk_bytes += len(data)
@@ -246,9 +270,10 @@ class WriteAheadLog:
                 spans=self._active_spans,
                 size=self._active_bytes,
                 dedup_token=f"{self._wal_id}-{self._number}",
+                first_write_s=self._active_first_write_s,
             )
             assert self._loop is not None
-            self._loop.call_soon_threadsafe(self._sealed.put_nowait, segment)
+            self._loop.call_soon_threadsafe(self._enqueue_sealed, segment)
         else:
             self._segment_path(self._number).unlink(missing_ok=True)
         self._active_spans = 0

@@ -155,3 +155,33 @@ def iter_records(segment: bytes) -> Iterator[bytes]:
         length, offset = _read_varint(segment, offset)
         yield segment[offset : offset + length]
         offset += length
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """The envelope of one record: its tenant and what ingest resolved per span."""
+
+    tenant: str
+    resolved: dict[bytes, ResolvedSpan]
+
+
+def read_envelope(record: bytes) -> Envelope:
+    """The tenant and resolved spans of one (unframed) record, without parsing its spans."""
+    tenant = ""
+    resolved: dict[bytes, ResolvedSpan] = {}
+    for number, _, start, end in _fields(record):
+        if number == _TENANT:
+            tenant = record[start:end].decode("utf-8", "replace")
+        elif number == _RESOLVED:
+            values: dict[int, bytes] = {}
+            body = record[start:end]
+            for field_number, _, field_start, field_end in _fields(body):
+                values[field_number] = body[field_start:field_end]
+            span_id = values.get(1, b"")
+            resolved[span_id] = ResolvedSpan(
+                span_id,
+                values.get(2, b"").decode("utf-8", "replace"),
+                values.get(3, b"").decode("utf-8", "replace"),
+                values.get(4, b"").decode("ascii", "replace"),
+            )
+    return Envelope(tenant, resolved)

@@ -43,7 +43,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ClickHouse
 
 
 def _ddl_columns() -> list[str]:
-    """Column names declared in the span table's CREATE TABLE, Nested expanded."""
+    """The span table's columns: its CREATE TABLE (Nested expanded), then added ones."""
     template = next(sql for _, name, sql in migration_files() if "otel_traces.sql" in name)
     sql = "\n".join(line for line in template.splitlines() if not line.startswith("--"))
     body = sql.split("(", 1)[1].split(") ENGINE", 1)[0]
@@ -62,6 +62,10 @@ def _ddl_columns() -> list[str]:
             nested = name.group(1)
             continue
         columns.append(f"{nested}.{name.group(1)}" if nested else name.group(1))
+    for _, _, later in migration_files():  # columns added by later migrations, in order
+        columns += re.findall(
+            r"ALTER TABLE \{database\}\.otel_traces .*?ADD COLUMN IF NOT EXISTS (\w+)", later, re.S
+        )
     return columns
 
 

@@ -54,7 +54,8 @@ SELECT
           arrayFirst(a -> a.key = 'exception.type',
                      arrayFirst(e -> e.name = 'exception', sp.events).attributes).value.string_value,
           '')) AS ErrorType,
-    toUInt8(sp.status.code = 2 OR ErrorType != '') AS IsError
+    toUInt8(sp.status.code = 2 OR ErrorType != '') AS IsError,
+    conv['agentwatch.marker'] AS Marker
 FROM (
     SELECT
         tenant,

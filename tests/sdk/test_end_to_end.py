@@ -43,7 +43,7 @@ def test_markers_and_tool_calls_reach_agentwatch_over_otlp_grpc_intact(
     provider.shutdown()
 
     def complete() -> dict[str, Any] | None:
-        response = agentwatch.api(f"/api/v1/traces/{trace_id}")
+        response = agentwatch.api(f"/api/v1/traces/{trace_id}", markers="true")
         if response.status_code == 200 and len(response.json()["spans"]) >= 5:
             body: dict[str, Any] = response.json()
             return body

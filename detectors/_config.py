@@ -1,0 +1,131 @@
+"""Detector thresholds: the `detectors:` section of the YAML config, with defaults.
+
+Every knob has a default that works for a typical agent; `overrides:` sets any of
+them per agent name. Durations are strings such as "250ms", "30s", "5m", "6h", "1d".
+Unknown keys and bad values are a one-line error naming the setting.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+class DetectorConfigError(ValueError):
+    """A bad `detectors:` section; the message is one line naming the setting."""
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from "30s"-style text (a bare number is seconds)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as '30s', '5m' or '6h'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration such as '30s', '5m' or '6h'")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ZombieRunConfig(_Section):
+    enabled: bool = True
+    # The idle threshold adapts to the agent's own gaps between steps:
+    # max(min_idle, idle_multiplier x the idle_quantile of recent gaps) — or is `idle`.
+    min_idle: Duration = 120.0
+    idle: Duration | None = None
+    idle_multiplier: float = Field(default=4.0, ge=1.0)
+    idle_quantile: float = Field(default=0.99, gt=0.0, le=1.0)
+    min_gap_samples: int = Field(default=20, ge=1)
+    # From idle ≥ critical_after x threshold, the finding is critical.
+    critical_after: float = Field(default=6.0, ge=1.0)
+    # A run silent for this long is forgotten (its finding resolves as expired).
+    forget_after: Duration = 48 * 3600.0
+
+
+class RunawayLoopConfig(_Section):
+    enabled: bool = True
+    max_repeats: int = Field(default=3, ge=2)  # same tool + same arguments in one run
+    max_cycle_repeats: int = Field(default=3, ge=2)  # a cycle of 2-3 tool calls, repeated
+    max_steps: int = Field(default=500, ge=1)  # LLM and tool calls per run
+    max_tokens: int = Field(default=2_000_000, ge=1)  # input + output tokens per run
+    # The finding resolves when the run ends, or after this long without a new step.
+    quiet: Duration = 600.0
+
+
+class ToolFailureSpikeConfig(_Section):
+    enabled: bool = True
+    min_calls: int = Field(default=20, ge=1)
+
+
+class QualityDriftConfig(_Section):
+    enabled: bool = True
+
+
+class AgentSettings(_Section):
+    """The thresholds that apply to one agent."""
+
+    zombie_run: ZombieRunConfig = ZombieRunConfig()
+    runaway_loop: RunawayLoopConfig = RunawayLoopConfig()
+    tool_failure_spike: ToolFailureSpikeConfig = ToolFailureSpikeConfig()
+    quality_drift: QualityDriftConfig = QualityDriftConfig()
+
+
+class _Document(AgentSettings):
+    overrides: dict[str, dict[str, Any]] = {}
+
+
+class DetectorConfig:
+    """Defaults, and the per-agent settings that `overrides:` changes."""
+
+    def __init__(self, defaults: AgentSettings, per_agent: dict[str, AgentSettings]) -> None:
+        self.defaults = defaults
+        self._per_agent = per_agent
+
+    def for_agent(self, agent_name: str) -> AgentSettings:
+        return self._per_agent.get(agent_name, self.defaults)
+
+    @classmethod
+    def from_dict(cls, section: dict[str, Any] | None) -> DetectorConfig:
+        """Validate the `detectors:` section (None: every default)."""
+        document = _validate(_Document, section or {}, "detectors")
+        defaults = AgentSettings(**{k: v for k, v in document if k != "overrides"})
+        per_agent = {}
+        for agent, changes in document.overrides.items():
+            if not isinstance(changes, dict):
+                raise DetectorConfigError(f"detectors.overrides.{agent}: expected a mapping")
+            merged = defaults.model_dump()
+            for name, values in changes.items():
+                if name in merged and isinstance(values, dict):
+                    merged[name] = {**merged[name], **values}
+                else:
+                    merged[name] = values
+            per_agent[agent] = _validate(AgentSettings, merged, f"detectors.overrides.{agent}")
+        return cls(defaults, per_agent)
+
+
+def _validate(model: type[Any], data: Any, where: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        location = ".".join([where, *(str(part) for part in error["loc"])])
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        raise DetectorConfigError(f"{location}: {message}") from None

@@ -1,0 +1,63 @@
+"""The detectors together: one `consume(spans)`, one `tick(now)`, one state to save."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from detectors._config import DetectorConfig
+from detectors._findings import Finding, FindingLog, FindingSink
+from detectors._runaway import RunawayLoopDetector
+from detectors._zombie import ZombieRunDetector
+from ingest import AgentSpan
+
+
+class Detector(Protocol):
+    """A streaming detector: fed spans as they are stored, ticked by a clock (Unix ns).
+
+    It reports findings to the sink it was built with, keeps bounded state, and can
+    save and restore that state (plain JSON-able data).
+    """
+
+    kind: str
+
+    def consume(self, spans: Sequence[AgentSpan]) -> None: ...
+
+    def tick(self, now_ns: int) -> None: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+    def restore(self, state: dict[str, Any]) -> None: ...
+
+
+def build_detectors(config: DetectorConfig, sink: FindingSink) -> list[Detector]:
+    return [ZombieRunDetector(config, sink), RunawayLoopDetector(config, sink)]
+
+
+class DetectorEngine:
+    """Every detector, fed the same spans; findings collected until taken."""
+
+    def __init__(self, config: DetectorConfig) -> None:
+        self.config = config
+        self._log = FindingLog()
+        self.detectors = build_detectors(config, self._log)
+
+    def consume(self, spans: Sequence[AgentSpan]) -> None:
+        for detector in self.detectors:
+            detector.consume(spans)
+
+    def tick(self, now_ns: int) -> None:
+        for detector in self.detectors:
+            detector.tick(now_ns)
+
+    def take_findings(self) -> list[Finding]:
+        """Every finding version published since the last call (latest per finding)."""
+        return self._log.take()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {detector.kind: detector.snapshot() for detector in self.detectors}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for detector in self.detectors:
+            if detector.kind in state:
+                detector.restore(state[detector.kind])

@@ -1,0 +1,124 @@
+"""The normalized spans ingest hands to the detectors, read from a stored log segment.
+
+ClickHouse normalizes spans for storage (sql/insert_spans.sql); the detectors need
+the same agent fields in Python, as spans stream in. This reads a segment's records
+once more — the request bytes are parsed by the protobuf runtime in C — and derives
+only what the detectors use, with the same rules (`derive_agent_fields`) and the
+same fallbacks as the stored columns: agent = own > enclosing > service name;
+run = own > enclosing > trace id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
+
+from ingest._conventions import MARKER_KEY, derive_agent_fields
+from ingest._insert_sql import convention_key_names
+from ingest._translate import any_value_to_str
+from ingest._wal_record import ResolvedSpan, iter_records, read_envelope
+
+PENDING_SPAN_ID = "agentwatch.pending.span_id"
+PENDING_NAME = "agentwatch.pending.name"
+PENDING_START = "agentwatch.pending.start_time_unix_nano"
+
+_WANTED_KEYS = frozenset(
+    {*convention_key_names(), MARKER_KEY, PENDING_SPAN_ID, PENDING_NAME, PENDING_START}
+)
+_NOT_RESOLVED = ResolvedSpan(b"", "", "", "")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSpan:
+    """One span as the detectors see it (ids are lowercase hex, times Unix ns)."""
+
+    tenant: str
+    service_name: str
+    service_instance_id: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    start_ns: int
+    end_ns: int
+    agent_name: str
+    run_id: str
+    operation: str
+    tool_name: str
+    tool_args_hash: str
+    input_tokens: int
+    output_tokens: int
+    is_error: bool
+    error_type: str
+    marker: str = ""  # "heartbeat" / "pending" for agentwatch_sdk markers
+    pending_span_id: str = ""  # a pending marker: the span that started
+    pending_name: str = ""
+
+    @property
+    def is_marker(self) -> bool:
+        return bool(self.marker)
+
+
+def read_agent_spans(path: Path) -> list[AgentSpan]:
+    """Every span of a log segment file, in record order."""
+    spans: list[AgentSpan] = []
+    for record in iter_records(path.read_bytes()):
+        spans.extend(record_agent_spans(record))
+    return spans
+
+
+def record_agent_spans(record: bytes) -> list[AgentSpan]:
+    """The spans of one (unframed) log record."""
+    envelope = read_envelope(record)
+    request = ExportTraceServiceRequest.FromString(record)
+    out: list[AgentSpan] = []
+    for resource_spans in request.resource_spans:
+        resource = {
+            kv.key: any_value_to_str(kv.value)
+            for kv in resource_spans.resource.attributes
+            if kv.key in ("service.name", "service.instance.id")
+        }
+        service_name = resource.get("service.name", "")
+        instance_id = resource.get("service.instance.id", "")
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                attrs = {
+                    kv.key: any_value_to_str(kv.value)
+                    for kv in span.attributes
+                    if kv.key in _WANTED_KEYS
+                }
+                fields = derive_agent_fields(attrs)
+                resolved = envelope.resolved.get(span.span_id, _NOT_RESOLVED)
+                trace_id = span.trace_id.hex()
+                is_error = span.status.code == Status.STATUS_CODE_ERROR
+                out.append(
+                    AgentSpan(
+                        tenant=envelope.tenant,
+                        service_name=service_name,
+                        service_instance_id=instance_id,
+                        trace_id=trace_id,
+                        span_id=span.span_id.hex(),
+                        parent_span_id=span.parent_span_id.hex(),
+                        name=span.name,
+                        start_ns=span.start_time_unix_nano,
+                        end_ns=max(span.end_time_unix_nano, span.start_time_unix_nano),
+                        agent_name=fields.agent_name or resolved.agent_name or service_name,
+                        run_id=fields.run_id or resolved.run_id or trace_id,
+                        operation=fields.operation,
+                        tool_name=fields.tool_name,
+                        tool_args_hash=resolved.tool_args_hash or fields.tool_args_hash,
+                        input_tokens=fields.input_tokens,
+                        output_tokens=fields.output_tokens,
+                        is_error=is_error or bool(fields.error_type),
+                        error_type=fields.error_type,
+                        marker=attrs.get(MARKER_KEY, ""),
+                        pending_span_id=attrs.get(PENDING_SPAN_ID, "").lower(),
+                        pending_name=attrs.get(PENDING_NAME, ""),
+                    )
+                )
+    return out

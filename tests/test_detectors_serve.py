@@ -1,0 +1,311 @@
+"""Detector scenarios end to end: real agents (OTel SDK + agentwatch_sdk over OTLP/gRPC)
+against a real `agentwatch serve` subprocess, findings read from the query API.
+
+Agents here are threads of this test process with their own TracerProvider; their
+`time.sleep` is the agent's simulated work, not the test waiting. The test itself
+only polls the API with a deadline.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from agentwatch_sdk import PendingSpanProcessor, configure, heartbeat, tool_call
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Tracer
+
+import tests.sdk.support  # noqa: F401  (puts sdk/ on sys.path first)
+from tests.harness import AgentwatchProcess, wait_for
+
+MIN_IDLE_S = 3.0
+CONFIG = f"""
+detectors:
+  zombie_run:
+    min_idle: "{MIN_IDLE_S}s"
+  runaway_loop:
+    max_repeats: 3
+"""
+
+
+class Agent:
+    """One agent process: its own provider, pending markers, batched OTLP/gRPC export."""
+
+    def __init__(self, endpoint: str, name: str, instance: str) -> None:
+        self.name = name
+        resource = Resource.create({"service.name": f"{name}-svc", "service.instance.id": instance})
+        self.provider = TracerProvider(resource=resource)
+        exporter = OTLPSpanExporter(endpoint=endpoint, insecure=True)
+        batch = BatchSpanProcessor(exporter, schedule_delay_millis=100)
+        self.provider.add_span_processor(PendingSpanProcessor(batch))
+        self.tracer: Tracer = self.provider.get_tracer("agent.loop")
+        self.trace_ids: list[str] = []
+        self.errors: list[BaseException] = []
+
+    def run(
+        self,
+        conversation: str,
+        steps: int,
+        step_s: float,
+        *,
+        block_at: int = -1,
+        unblock: threading.Event | None = None,
+        same_arguments: bool = False,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """An agent loop: heartbeat, an LLM call, a tool call, per step."""
+        try:
+            with self.tracer.start_as_current_span(
+                f"invoke_agent {self.name}",
+                attributes={
+                    "gen_ai.operation.name": "invoke_agent",
+                    "gen_ai.agent.name": self.name,
+                    "gen_ai.conversation.id": conversation,
+                },
+            ) as root:
+                self.trace_ids.append(format(root.get_span_context().trace_id, "032x"))
+                for step in range(steps):
+                    if stop is not None and stop.is_set():
+                        break
+                    heartbeat(step=step)
+                    with self.tracer.start_as_current_span(
+                        "chat gpt-4o",
+                        attributes={
+                            "gen_ai.operation.name": "chat",
+                            "gen_ai.usage.input_tokens": 50,
+                        },
+                    ):
+                        time.sleep(step_s / 2)
+                    arguments = {"customer": "c-1" if same_arguments else f"c-{step}"}
+                    with tool_call("crm.lookup", arguments=arguments):
+                        if step == block_at and unblock is not None:
+                            unblock.wait(120)
+                        else:
+                            time.sleep(step_s / 2)
+        except BaseException as exc:  # surfaced by the test, not lost in the thread
+            self.errors.append(exc)
+
+    def keep_exporting(self, stop: threading.Event) -> None:
+        """Other telemetry from the same process (its health checks keep going)."""
+        while not stop.wait(0.3):
+            with self.tracer.start_as_current_span("GET /healthz"):
+                pass
+
+    def shutdown(self) -> None:
+        self.provider.shutdown()
+
+
+def start(target: Any, *args: Any, **kwargs: Any) -> threading.Thread:
+    thread = threading.Thread(target=target, args=args, kwargs=kwargs, daemon=True)
+    thread.start()
+    return thread
+
+
+def findings(server: AgentwatchProcess, **params: Any) -> list[dict[str, Any]]:
+    response = httpx.get(f"{server.endpoints['api']}/api/v1/findings", params=params, timeout=10)
+    assert response.status_code == 200, response.text
+    found: list[dict[str, Any]] = response.json()["findings"]
+    return found
+
+
+def detectors_ticked_past(server: AgentwatchProcess, moment_s: float) -> bool:
+    """Whether the detectors have ticked at an event time after `moment_s`."""
+    text = httpx.get(f"{server.endpoints['api']}/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith("agentwatch_detector_tick_time_seconds "):
+            return float(line.split()[1]) > moment_s
+    return False
+
+
+def finding_for(
+    server: AgentwatchProcess, kind: str, trace_id: str, state: str | None = None
+) -> Callable[[], dict[str, Any] | None]:
+    def match() -> dict[str, Any] | None:
+        for finding in findings(server, kind=kind):
+            if finding["trace_id"] == trace_id and (state is None or finding["state"] == state):
+                return finding
+        return None
+
+    return match
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "agentwatch.yaml"
+    path.write_text(CONFIG)
+    return path
+
+
+@pytest.fixture
+def server(tmp_path: Path, config_file: Path) -> Iterator[AgentwatchProcess]:
+    process = AgentwatchProcess(
+        tmp_path / "data", "--config", str(config_file), env={"AGENTWATCH_FLUSH_INTERVAL_S": "0.2"}
+    )
+    process.start()
+    yield process
+    process.kill()
+
+
+@pytest.fixture(autouse=True)
+def _sdk_defaults() -> Iterator[None]:
+    configure(heartbeat_interval_s=0.2)
+    yield
+    configure()
+
+
+def test_zombie_run_is_found_naming_the_stuck_tool_and_resolves_when_it_unblocks(
+    server: AgentwatchProcess,
+) -> None:
+    agent = Agent(server.endpoints["otlp_grpc"], "support-agent", "host-1:4242")
+    configure(tracer_provider=agent.provider, heartbeat_interval_s=0.2)
+    unblock, stop = threading.Event(), threading.Event()
+    loop = start(agent.run, "conv-z", steps=4, step_s=0.4, block_at=2, unblock=unblock)
+    exporter = start(agent.keep_exporting, stop)
+    try:
+        trace_id = wait_for(lambda: agent.trace_ids[0] if agent.trace_ids else None)
+        opened = wait_for(finding_for(server, "zombie_run", trace_id, "open"), timeout_s=60)
+        assert opened["agent_name"] == "support-agent"
+        assert opened["tool_name"] == "crm.lookup"
+        assert opened["run_id"] == "conv-z"
+        assert "stuck in execute_tool crm.lookup" in opened["summary"]
+        assert "still exporting" in opened["summary"]
+        evidence = opened["evidence"]
+        stuck = next(s for s in evidence["open_spans"] if s["span_id"] == evidence["stuck_span_id"])
+        assert stuck["tool_name"] == "crm.lookup"
+        assert stuck["announced"] is True
+        assert evidence["process"]["service_instance_id"] == "host-1:4242"
+        assert evidence["process"]["still_exporting"] is True
+        # Event time: opened within threshold + 5 s of the last activity.
+        assert MIN_IDLE_S <= evidence["idle_s"] <= MIN_IDLE_S + 5
+
+        unblock.set()
+        loop.join(30)
+        resolved = wait_for(finding_for(server, "zombie_run", trace_id, "resolved"), timeout_s=60)
+        assert resolved["id"] == opened["id"]
+        assert resolved["evidence"]["resolution"] in ("activity resumed", "run ended")
+        assert len(findings(server, kind="zombie_run")) == 1  # one finding per incident
+    finally:
+        unblock.set()
+        stop.set()
+        exporter.join(5)
+        agent.shutdown()
+    assert not agent.errors
+
+
+def test_runaway_loop_is_found_while_the_run_is_still_going(server: AgentwatchProcess) -> None:
+    agent = Agent(server.endpoints["otlp_grpc"], "research-agent", "host-2:1")
+    configure(tracer_provider=agent.provider, heartbeat_interval_s=0.2)
+    stop = threading.Event()
+    loop = start(agent.run, "conv-r", steps=200, step_s=0.1, same_arguments=True, stop=stop)
+    try:
+        trace_id = wait_for(lambda: agent.trace_ids[0] if agent.trace_ids else None)
+        found = wait_for(finding_for(server, "runaway_loop", trace_id), timeout_s=60)
+        assert loop.is_alive(), "the finding must come while the loop is still running"
+        assert found["state"] == "open"
+        assert found["tool_name"] == "crm.lookup"
+        assert found["evidence"]["reason"] == "repeated_call"
+        assert found["evidence"]["count"] >= 3
+        assert len(found["evidence"]["span_ids"]) >= 3
+        assert "crm.lookup" in found["summary"]
+    finally:
+        stop.set()
+        loop.join(30)
+        agent.shutdown()
+    resolved = wait_for(finding_for(server, "runaway_loop", trace_id, "resolved"), timeout_s=60)
+    assert resolved["evidence"]["resolution"] == "run ended"
+    assert not agent.errors
+
+
+def test_healthy_slow_long_and_parallel_runs_raise_no_finding(server: AgentwatchProcess) -> None:
+    agents = [
+        Agent(server.endpoints["otlp_grpc"], name, f"host-{i}:1")
+        for i, name in enumerate(["billing-agent", "support-agent"])
+    ]
+    provider = agents[0].provider  # heartbeats go through one provider; spans through both
+    configure(tracer_provider=provider, heartbeat_interval_s=0.2)
+    runs = [
+        # slow but progressing: every step takes most of the idle threshold
+        start(agents[0].run, "conv-slow", steps=4, step_s=MIN_IDLE_S * 0.6),
+        # a long run of many quick steps
+        start(agents[1].run, "conv-long", steps=40, step_s=0.15),
+        # parallel runs in one process
+        start(agents[1].run, "conv-p1", steps=10, step_s=0.3),
+        start(agents[1].run, "conv-p2", steps=10, step_s=0.3),
+    ]
+    for run in runs:
+        run.join(120)
+    for agent in agents:
+        agent.shutdown()
+    trace_ids = [trace_id for agent in agents for trace_id in agent.trace_ids]
+    assert len(trace_ids) == 4
+
+    def all_stored() -> bool:
+        for trace_id in trace_ids:
+            url = f"{server.endpoints['api']}/api/v1/traces/{trace_id}"
+            body = httpx.get(url, timeout=10).json()
+            if not any(s["operation"] == "invoke_agent" for s in body.get("spans", [])):
+                return False
+        return True
+
+    wait_for(all_stored, timeout_s=60)
+    # The detectors must have ticked well past the threshold after the last run ended,
+    # so a wrong zombie finding would have been opened by now.
+    past = time.time() + MIN_IDLE_S + 1
+    wait_for(lambda: detectors_ticked_past(server, past), timeout_s=30, interval_s=0.2)
+    assert findings(server) == []
+    assert not any(agent.errors for agent in agents)
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+def test_open_zombie_survives_a_restart_and_resolves_after_it(
+    tmp_path: Path, config_file: Path, how: str
+) -> None:
+    data_dir = tmp_path / "data"
+    env = {"AGENTWATCH_FLUSH_INTERVAL_S": "0.2"}
+    first = AgentwatchProcess(data_dir, "--config", str(config_file), env=env).start()
+    grpc = first.endpoints["otlp_grpc"]
+    agent = Agent(grpc, "billing-agent", "host-9:1")
+    configure(tracer_provider=agent.provider, heartbeat_interval_s=0.2)
+    unblock = threading.Event()
+    loop = start(agent.run, "conv-k", steps=3, step_s=0.3, block_at=1, unblock=unblock)
+    second: AgentwatchProcess | None = None
+    try:
+        trace_id = wait_for(lambda: agent.trace_ids[0] if agent.trace_ids else None)
+        opened = wait_for(finding_for(first, "zombie_run", trace_id, "open"), timeout_s=60)
+        if how == "sigterm":
+            first.signal(signal.SIGTERM)
+            assert first.wait()[0] == 0
+        else:
+            first.kill()
+        # Same OTLP port, so the agent's exporter finds the new process.
+        second = AgentwatchProcess(
+            data_dir, "--config", str(config_file), "--otlp-grpc", grpc, env=env
+        ).start()
+        still = wait_for(finding_for(second, "zombie_run", trace_id), timeout_s=30)
+        assert (still["id"], still["state"]) == (opened["id"], "open")
+
+        unblock.set()
+        loop.join(30)
+        resolved = wait_for(finding_for(second, "zombie_run", trace_id, "resolved"), timeout_s=60)
+        assert resolved["id"] == opened["id"]
+        # Neither forgotten (a new finding) nor reopened after resolution.
+        past = time.time() + MIN_IDLE_S + 1
+        wait_for(lambda: detectors_ticked_past(second, past), timeout_s=30, interval_s=0.2)
+        assert [f["id"] for f in findings(second, kind="zombie_run")] == [opened["id"]]
+        assert findings(second, kind="zombie_run")[0]["state"] == "resolved"
+    finally:
+        unblock.set()
+        agent.shutdown()
+        first.kill()
+        if second is not None:
+            second.kill()
+    assert not agent.errors
