@@ -107,6 +107,15 @@ def test_bad_configuration_is_one_line_naming_the_setting(
     [
         ("detectors: {}\nalertz: {}\n", "unknown key 'alertz'"),
         ("detectors: [\n", "not valid YAML"),
+        (
+            "detectors:\n  zombie_run: {min_idle: soon}\n",
+            "detectors.zombie_run.min_idle: 'soon' is not a duration",
+        ),
+        ("detectors:\n  runaway_loop: {max_repeat: 3}\n", "detectors.runaway_loop.max_repeat"),
+        (
+            "detectors:\n  overrides: {billing: {zombie_run: {min_idle: -1}}}\n",
+            "detectors.overrides.billing.zombie_run.min_idle",
+        ),
     ],
 )
 def test_bad_config_file_is_one_line(tmp_path: Path, content: str, expected: str) -> None:
