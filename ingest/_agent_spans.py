@@ -16,10 +16,12 @@ from pathlib import Path
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from ingest._conventions import MARKER_KEY, derive_agent_fields
 from ingest._insert_sql import convention_key_names
+from ingest._resolve import scan_spans
 from ingest._translate import any_value_to_str
 from ingest._wal_record import ResolvedSpan, iter_records, read_envelope
 
@@ -27,9 +29,12 @@ PENDING_SPAN_ID = "agentwatch.pending.span_id"
 PENDING_NAME = "agentwatch.pending.name"
 PENDING_START = "agentwatch.pending.start_time_unix_nano"
 
-_WANTED_KEYS = frozenset(
-    {*convention_key_names(), MARKER_KEY, PENDING_SPAN_ID, PENDING_NAME, PENDING_START}
+_WANTED_KEY_TUPLE = tuple(
+    sorted(
+        key.encode() for key in {*convention_key_names(), MARKER_KEY, PENDING_SPAN_ID, PENDING_NAME}
+    )
 )
+_ERROR = Status.STATUS_CODE_ERROR
 _NOT_RESOLVED = ResolvedSpan(b"", "", "", "")
 
 
@@ -73,40 +78,41 @@ def read_agent_spans(path: Path) -> list[AgentSpan]:
 
 
 def record_agent_spans(record: bytes) -> list[AgentSpan]:
-    """The spans of one (unframed) log record."""
+    """The spans of one (unframed) log record.
+
+    The wanted attributes come from the wire walker (only they become Python objects);
+    the span's own scalar fields from the protobuf runtime, in the same wire order.
+    """
     envelope = read_envelope(record)
     request = ExportTraceServiceRequest.FromString(record)
+    scanned = iter(scan_spans(record, _WANTED_KEY_TUPLE))
     out: list[AgentSpan] = []
     for resource_spans in request.resource_spans:
-        resource = {
-            kv.key: any_value_to_str(kv.value)
-            for kv in resource_spans.resource.attributes
-            if kv.key in ("service.name", "service.instance.id")
-        }
-        service_name = resource.get("service.name", "")
-        instance_id = resource.get("service.instance.id", "")
+        service_name = instance_id = ""
+        for kv in resource_spans.resource.attributes:
+            if kv.key == "service.name":
+                service_name = any_value_to_str(kv.value)
+            elif kv.key == "service.instance.id":
+                instance_id = any_value_to_str(kv.value)
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
-                attrs = {
-                    kv.key: any_value_to_str(kv.value)
-                    for kv in span.attributes
-                    if kv.key in _WANTED_KEYS
-                }
+                raw_trace_id, raw_span_id, raw_parent_id, hits = next(scanned)
+                attrs = dict(map(_attribute, hits)) if hits else {}
                 fields = derive_agent_fields(attrs)
-                resolved = envelope.resolved.get(span.span_id, _NOT_RESOLVED)
-                trace_id = span.trace_id.hex()
-                is_error = span.status.code == Status.STATUS_CODE_ERROR
+                resolved = envelope.resolved.get(raw_span_id, _NOT_RESOLVED)
+                trace_id = raw_trace_id.hex()
+                start_ns = span.start_time_unix_nano
                 out.append(
                     AgentSpan(
                         tenant=envelope.tenant,
                         service_name=service_name,
                         service_instance_id=instance_id,
                         trace_id=trace_id,
-                        span_id=span.span_id.hex(),
-                        parent_span_id=span.parent_span_id.hex(),
+                        span_id=raw_span_id.hex(),
+                        parent_span_id=raw_parent_id.hex(),
                         name=span.name,
-                        start_ns=span.start_time_unix_nano,
-                        end_ns=max(span.end_time_unix_nano, span.start_time_unix_nano),
+                        start_ns=start_ns,
+                        end_ns=max(span.end_time_unix_nano, start_ns),
                         agent_name=fields.agent_name or resolved.agent_name or service_name,
                         run_id=fields.run_id or resolved.run_id or trace_id,
                         operation=fields.operation,
@@ -114,7 +120,7 @@ def record_agent_spans(record: bytes) -> list[AgentSpan]:
                         tool_args_hash=resolved.tool_args_hash or fields.tool_args_hash,
                         input_tokens=fields.input_tokens,
                         output_tokens=fields.output_tokens,
-                        is_error=is_error or bool(fields.error_type),
+                        is_error=span.status.code == _ERROR or bool(fields.error_type),
                         error_type=fields.error_type,
                         marker=attrs.get(MARKER_KEY, ""),
                         pending_span_id=attrs.get(PENDING_SPAN_ID, "").lower(),
@@ -122,3 +128,28 @@ def record_agent_spans(record: bytes) -> list[AgentSpan]:
                     )
                 )
     return out
+
+
+def _attribute(serialized: bytes) -> tuple[str, str]:
+    """(key, value as text) of a serialized KeyValue; string values decoded directly.
+
+    Fast path for the common layout — `0A len key 12 len 0A len text`, all lengths one
+    byte — which is what OTLP encoders write for a short string attribute; anything
+    else goes through the protobuf runtime.
+    """
+    key_end = 2 + serialized[1]
+    if (
+        serialized[1] < 0x80
+        and len(serialized) > key_end + 3
+        and serialized[key_end] == 0x12
+        and serialized[key_end + 1] < 0x80
+        and serialized[key_end + 2] == 0x0A
+        and serialized[key_end + 3] < 0x80
+        and key_end + 4 + serialized[key_end + 3] == len(serialized)
+    ):
+        return (
+            serialized[2:key_end].decode("utf-8", "replace"),
+            serialized[key_end + 4 :].decode("utf-8", "replace"),
+        )
+    kv = KeyValue.FromString(serialized)
+    return kv.key, any_value_to_str(kv.value)

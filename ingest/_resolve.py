@@ -69,7 +69,7 @@ def build_record(
 SpanScan = tuple[bytes, bytes, bytes, list[bytes]]
 
 
-def scan_spans_python(body: bytes) -> list[SpanScan]:
+def scan_spans_python(body: bytes, keys: frozenset[bytes] = _CONTEXT_KEY_BYTES) -> list[SpanScan]:
     """(trace id, span id, parent id, [serialized context KeyValues]) per span.
 
     The reference for the C walker in `_wirescan.c`: a reduced protobuf schema keeps
@@ -80,20 +80,23 @@ def scan_spans_python(body: bytes) -> list[SpanScan]:
     for resource_spans in LightRequest.FromString(body).resource_spans:
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
-                hits = [kv for kv in span.attributes if attribute_key(kv) in _CONTEXT_KEY_BYTES]
+                hits = [kv for kv in span.attributes if attribute_key(kv) in keys]
                 scanned.append((span.trace_id, span.span_id, span.parent_span_id, hits))
     return scanned
 
 
-def scan_spans(body: bytes) -> list[SpanScan]:
-    """`scan_spans_python`, done by the C walker when it is built (several times faster)."""
+def scan_spans(body: bytes, keys: tuple[bytes, ...] = _CONTEXT_KEY_TUPLE) -> list[SpanScan]:
+    """`scan_spans_python`, done by the C walker when it is built (several times faster).
+
+    `keys` (at most 64) are the attribute keys whose serialized KeyValues are returned.
+    """
     if _wirescan is not None:
         try:
-            scanned: list[SpanScan] = _wirescan.scan(body, _CONTEXT_KEY_TUPLE)
+            scanned: list[SpanScan] = _wirescan.scan(body, keys)
             return scanned
         except ValueError:
             pass  # something the walker does not handle: the Python pass decides
-    return scan_spans_python(body)
+    return scan_spans_python(body, frozenset(keys))
 
 
 def _context(hits: list[bytes]) -> dict[str, str]:

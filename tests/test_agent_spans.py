@@ -1,0 +1,161 @@
+"""The detectors' view of a log record agrees with the stored columns (the reference)."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
+
+from ingest import AgentSpan, EnclosingResolver, record_agent_spans, translate
+from ingest._agent_spans import _attribute
+from ingest._resolve import build_record
+from ingest._wal_record import iter_records
+from tests.otlp import kv, make_request, make_span
+
+
+def _agent_traffic(runs: int) -> list[ExportTraceServiceRequest]:
+    """Runs split the way exporters send them: steps first, the agent root last."""
+    requests = []
+    for n in range(runs):
+        trace_id = secrets.token_bytes(16)
+        root_id = secrets.token_bytes(8)
+        steps = [
+            make_span(
+                "chat gpt-4o",
+                trace_id,
+                parent=root_id,
+                attributes={
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.usage.input_tokens": 100 + n,
+                    "gen_ai.usage.output_tokens": "7",
+                },
+            ),
+            make_span(
+                "execute_tool crm.lookup",
+                trace_id,
+                parent=root_id,
+                attributes={
+                    "gen_ai.operation.name": "execute_tool",
+                    "gen_ai.tool.name": "crm.lookup",
+                    "gen_ai.tool.call.arguments": f'{{"id": {n % 3}, "q": "x"}}',
+                    "error.type": "Timeout" if n % 4 == 0 else "",
+                },
+            ),
+            make_span(
+                "execute_tool search",
+                trace_id,
+                parent=root_id,
+                attributes={"openinference.span.kind": "TOOL", "tool.name": "search"},
+            ),
+        ]
+        root = make_span(
+            "invoke_agent billing",
+            trace_id,
+            span_id=root_id,
+            attributes={
+                "gen_ai.operation.name": "invoke_agent",
+                "gen_ai.agent.name": "billing",
+                "gen_ai.conversation.id": f"conv-{n}",
+            },
+        )
+        requests += [make_request(steps, service="billing-svc"), make_request([root])]
+    return requests
+
+
+def _records(requests: list[ExportTraceServiceRequest]) -> list[bytes]:
+    resolver = EnclosingResolver()
+    records: list[bytes] = []
+    for request in requests:
+        records.extend(iter_records(build_record("acme", request, resolver)))
+    return records
+
+
+def test_agent_fields_match_the_reference_translation() -> None:
+    requests = _agent_traffic(40)
+    spans = [span for record in _records(requests) for span in record_agent_spans(record)]
+    resolver = EnclosingResolver()
+    expected = [translate(request, "acme", resolver) for request in requests]
+
+    columns = [
+        (
+            batch.TraceId[i],
+            batch.SpanId[i],
+            batch.ParentSpanId[i],
+            batch.ServiceName[i],
+            batch.AgentName[i],
+            batch.RunId[i],
+            batch.Operation[i],
+            batch.ToolName[i],
+            batch.ToolArgsHash[i],
+            batch.InputTokens[i],
+            batch.OutputTokens[i],
+            batch.Timestamp[i],
+            batch.Timestamp[i] + batch.Duration[i],
+        )
+        for batch in expected
+        for i in range(len(batch.SpanId))
+    ]
+    seen = [
+        (
+            s.trace_id,
+            s.span_id,
+            s.parent_span_id,
+            s.service_name,
+            s.agent_name,
+            s.run_id,
+            s.operation,
+            s.tool_name,
+            s.tool_args_hash,
+            s.input_tokens,
+            s.output_tokens,
+            s.start_ns,
+            s.end_ns,
+        )
+        for s in spans
+    ]
+    assert len(seen) == 160
+    assert seen == columns
+    assert {s.tenant for s in spans} == {"acme"}
+    assert any(s.tool_name for s in spans)
+    assert any(s.tool_args_hash for s in spans)
+    errors = [s.is_error for s in spans]
+    assert errors == [bool(flag) for batch in expected for flag in batch.IsError]
+    assert any(errors)
+
+
+def test_markers_and_the_service_instance_are_read() -> None:
+    marker = make_span(
+        "agentwatch.pending",
+        attributes={
+            "agentwatch.marker": "pending",
+            "agentwatch.pending.span_id": "ABCDEF0123456789",
+            "agentwatch.pending.name": "execute_tool crm.lookup",
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": "crm.lookup",
+        },
+    )
+    request = make_request([marker], service="support-svc")
+    request.resource_spans[0].resource.attributes.append(kv("service.instance.id", "host-1"))
+
+    (span,) = [s for record in _records([request]) for s in record_agent_spans(record)]
+
+    assert isinstance(span, AgentSpan)
+    assert (span.marker, span.pending_span_id, span.pending_name) == (
+        "pending",
+        "abcdef0123456789",
+        "execute_tool crm.lookup",
+    )
+    assert (span.service_name, span.service_instance_id) == ("support-svc", "host-1")
+    assert (span.operation, span.tool_name) == ("execute_tool", "crm.lookup")
+    assert span.is_marker
+
+
+@pytest.mark.parametrize(
+    "value", ["", "plain", "ünïcode ✓", "x" * 127, "x" * 128, "y" * 5000, 42, -7]
+)
+def test_attribute_values_decode_like_the_protobuf_runtime(value: str | int) -> None:
+    serialized = kv("gen_ai.tool.name", value).SerializeToString()
+    assert _attribute(serialized) == ("gen_ai.tool.name", str(value))
