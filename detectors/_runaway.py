@@ -96,10 +96,11 @@ class RunawayLoopDetector:
                 self._add_step(run, span)
             touched[key] = (run, max(touched.get(key, (run, 0))[1], span.end_ns))
         for key, (run, at_ns) in touched.items():
+            # Checked even when the run ended in this batch: a loop whose spans arrive
+            # together with the run's end is still reported (opened, then resolved).
+            self._check(run, at_ns)
             if run.ended:
                 self._finish(key, run, at_ns, "run ended")
-            else:
-                self._check(run, at_ns)
 
     def _add_step(self, run: _Run, span: AgentSpan) -> None:
         run.steps += 1
@@ -161,7 +162,11 @@ class RunawayLoopDetector:
                 run_id=run.run_id,
             )
             run.reported_count = count
-        elif count >= 2 * run.reported_count:
+        elif count >= 2 * run.reported_count or (
+            # Streamed, a cycle's first call reaches max_repeats one call before the
+            # cycle completes: name the cycle when it does, though the count did not double.
+            reason == "cycle" and run.finding.evidence.get("reason") != "cycle"
+        ):
             severity: Severity | None = "critical" if count >= 4 * run.reported_count else None
             update_finding(
                 self._sink,
@@ -211,6 +216,23 @@ class RunawayLoopDetector:
 
 def _verdict(run: _Run, settings: RunawayLoopConfig) -> tuple[str, int, dict[str, Any]] | None:
     """(reason, count, evidence) of the strongest loop signal in `run`, if any."""
+    # A cycle first: its calls are repeated calls too (as often as the cycle), and with
+    # max_cycle_repeats <= max_repeats (the defaults) it would otherwise never be named.
+    cycle = _repeated_cycle([signature for _, signature in run.tail], settings.max_cycle_repeats)
+    if cycle is not None:
+        block, repeats = cycle
+        tools = [signature.split("\x00", 1)[0] for signature in block]
+        return (
+            "cycle",
+            repeats,
+            {
+                "reason": "cycle",
+                "description": f"cycled {' → '.join(tools)} {repeats}x",
+                "tool_name": tools[0],
+                "sequence": tools,
+                "count": repeats,
+            },
+        )
     if run.calls:
         signature, call = max(run.calls.items(), key=lambda item: item[1].count)
         if call.count >= settings.max_repeats:
@@ -227,21 +249,6 @@ def _verdict(run: _Run, settings: RunawayLoopConfig) -> tuple[str, int, dict[str
                     "span_ids": list(call.span_ids),
                 },
             )
-    cycle = _repeated_cycle([signature for _, signature in run.tail], settings.max_cycle_repeats)
-    if cycle is not None:
-        block, repeats = cycle
-        tools = [signature.split("\x00", 1)[0] for signature in block]
-        return (
-            "cycle",
-            repeats,
-            {
-                "reason": "cycle",
-                "description": f"cycled {' → '.join(tools)} {repeats}x",
-                "tool_name": tools[0],
-                "sequence": tools,
-                "count": repeats,
-            },
-        )
     if run.steps > settings.max_steps:
         return (
             "step_budget",

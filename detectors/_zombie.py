@@ -155,13 +155,18 @@ class ZombieRunDetector:
                 self._gap_history(run.tenant, run.agent_name).add(gap_s)
         run.last_activity_ns = at_ns
         if run.finding is not None and not run.finding.resolved_at_ns:
-            resolve_finding(
-                self._sink,
-                run.finding,
-                now_ns=at_ns,
-                reason="activity resumed",
-                resumed_at=iso(at_ns),
-            )
+            # The activity that ends the stall may be the run's end (its last open span
+            # arrived, e.g. the agent span): then the run ended rather than resumed.
+            if not run.open_spans:
+                resolve_finding(self._sink, run.finding, now_ns=at_ns, reason="run ended")
+            else:
+                resolve_finding(
+                    self._sink,
+                    run.finding,
+                    now_ns=at_ns,
+                    reason="activity resumed",
+                    resumed_at=iso(at_ns),
+                )
             run.finding = None
 
     def _close(self, key: tuple[str, str], run: _Run) -> None:
