@@ -186,8 +186,14 @@ class ZombieRunDetector:
                 if now_ns - run.closed_at_ns > _RETAIN_CLOSED_NS:
                     forgotten.append(key)
                 continue
+            if not run.watched:
+                # Not (yet) an agent run: kept only while its steps' parents may still
+                # arrive. Forgotten soon, so such traces cannot crowd out real runs.
+                if now_ns - run.last_activity_ns > _RETAIN_CLOSED_NS:
+                    forgotten.append(key)
+                continue
             settings = self._settings(run.agent_name)
-            if not run.watched or not settings.enabled:
+            if not settings.enabled:
                 continue
             idle_s = (now_ns - run.last_activity_ns) / NS
             if idle_s >= settings.forget_after:

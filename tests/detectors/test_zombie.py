@@ -7,11 +7,13 @@ time moves only when a test ticks the engine with an event time.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from detectors import DetectorConfig, DetectorEngine, Finding
+from detectors._zombie import ZombieRunDetector
 from ingest import AgentSpan
 from tests.detectors.spans import (
     AGENT,
@@ -650,3 +652,18 @@ def test_finding_ids_are_deterministic() -> None:
 
     assert len({finding["id"] for finding in first}) == 2
     assert first == second
+
+
+def test_traces_without_agent_evidence_are_forgotten_and_cannot_evict_a_zombie() -> None:
+    engine = new_engine()
+    zombie = engine.detectors[0]
+    assert isinstance(zombie, ZombieRunDetector)
+    zombie._runs.capacity = 3  # a small memory, so crowding would show
+    engine.consume([pending("ab" * 8, at_s=0, trace_id=TRACE)])
+    engine.tick(at(100))
+    assert [f.kind for f in zombies(engine)] == ["zombie_run"]
+    for n in range(5):  # traces of steps whose (remote) parent never arrives
+        step = llm_call(f"{n:016x}", 101 + 700 * n, 102 + 700 * n, parent="ff" * 8)
+        engine.consume([replace(step, trace_id=f"{n:032x}")])
+        engine.tick(at(700 * (n + 1)))
+    assert (TENANT, TRACE) in zombie._runs
