@@ -61,6 +61,7 @@ class _Run:
     tail: list[tuple[int, str]] = field(default_factory=list)  # (start, call), by start
     finding: Finding | None = None
     reported_count: int = 0
+    named: bool = False  # agent and run taken from an agent span
     ended: bool = False
 
 
@@ -88,10 +89,11 @@ class RunawayLoopDetector:
                 run = self._runs[key] = _Run(
                     span.tenant, span.trace_id, span.agent_name, span.service_name, span.run_id
                 )
-            if span.operation == "invoke_agent":
-                run.agent_name, run.run_id = span.agent_name, span.run_id
-                if run.first_step_ns and span.start_ns <= run.first_step_ns:
-                    run.ended = True  # the agent span enclosing every step has ended
+            if span.operation == "invoke_agent" and (not span.parent_span_id or not run.named):
+                # The outermost agent names the run (a sub-agent's span may come first).
+                run.agent_name, run.run_id, run.named = span.agent_name, span.run_id, True
+            if not span.parent_span_id:
+                run.ended = True  # the trace's root ended: nothing in the run is left
             if is_step:
                 self._add_step(run, span)
             touched[key] = (run, max(touched.get(key, (run, 0))[1], span.end_ns))
@@ -132,6 +134,14 @@ class RunawayLoopDetector:
         if verdict is None:
             return
         reason, count, evidence = verdict
+        trigger = {
+            "repeated_call": settings.max_repeats,
+            "cycle": settings.max_cycle_repeats,
+            "step_budget": settings.max_steps,
+            "token_budget": settings.max_tokens,
+        }[reason]
+        # Critical far past the threshold, whatever batches the calls arrived in.
+        severity: Severity = "critical" if count >= 4 * trigger else "error"
         evidence.update(
             trace_id=run.trace_id,
             run_id=run.run_id,
@@ -151,7 +161,7 @@ class RunawayLoopDetector:
                 kind=KIND,
                 tenant=run.tenant,
                 incident=f"{run.trace_id}:{reason}",
-                severity="error",
+                severity=severity,
                 summary=summary,
                 now_ns=now_ns,
                 evidence=evidence,
@@ -162,12 +172,13 @@ class RunawayLoopDetector:
                 run_id=run.run_id,
             )
             run.reported_count = count
-        elif count >= 2 * run.reported_count or (
+        elif (
+            count >= 2 * run.reported_count
+            or severity != run.finding.severity
             # Streamed, a cycle's first call reaches max_repeats one call before the
             # cycle completes: name the cycle when it does, though the count did not double.
-            reason == "cycle" and run.finding.evidence.get("reason") != "cycle"
+            or (reason == "cycle" and run.finding.evidence.get("reason") != "cycle")
         ):
-            severity: Severity | None = "critical" if count >= 4 * run.reported_count else None
             update_finding(
                 self._sink,
                 run.finding,
@@ -302,6 +313,7 @@ def _run_to_dict(run: _Run) -> dict[str, Any]:
         "tail": run.tail,
         "finding": run.finding.as_dict() if run.finding else None,
         "reported_count": run.reported_count,
+        "named": run.named,
     }
 
 

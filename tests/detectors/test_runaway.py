@@ -435,3 +435,43 @@ def test_finding_ids_are_deterministic() -> None:
 
     assert len(first) == 3
     assert first == second
+
+
+def test_a_sub_agent_that_runs_before_any_step_does_not_end_the_run() -> None:
+    engine = new_engine()
+    sub_agent = agent_root(1, 5, span_id=sid(99), parent_span_id=ROOT, agent_name="helper")
+    engine.consume([sub_agent])
+
+    published = stream(engine, calls("search", "search", "search", first=1))
+
+    finding = only(published)
+    assert finding.state == "open"
+    assert finding.evidence["count"] == 3
+
+
+def test_the_root_agent_span_ends_the_run_after_a_sub_agent_ended_inside_it() -> None:
+    engine = new_engine()
+    sub_agent = agent_root(1, 5, span_id=sid(99), parent_span_id=ROOT, agent_name="helper")
+    stream(engine, [*calls("search", "search"), sub_agent])
+    engine.consume(calls("search", first=2))
+    assert only(loops(engine)).agent_name == "helper"  # the only agent known so far
+
+    engine.consume([agent_root(0, 40, agent_name="orchestrator")])
+
+    resolved = only(loops(engine))
+    assert resolved.state == "resolved"
+    assert engine.detectors[1].snapshot()["finished"]  # the run is over
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_severity_is_critical_far_past_the_threshold_however_calls_arrive(batched: bool) -> None:
+    engine = new_engine()
+    spans = calls(*["search"] * 13)
+    if batched:
+        engine.consume(spans)
+        published = loops(engine)
+    else:
+        published = stream(engine, spans)
+
+    assert published[-1].severity == "critical"  # 13 >= 4 x max_repeats
+    assert published[0].severity == ("critical" if batched else "error")
