@@ -224,6 +224,7 @@ class ZombieRunDetector:
         severity: Severity = (
             "critical" if idle_s >= settings.critical_after * threshold_s else "error"
         )
+        stuck = self._stuck_span(run)
         if run.finding is not None:
             if run.finding.severity != severity:
                 update_finding(
@@ -231,10 +232,10 @@ class ZombieRunDetector:
                     run.finding,
                     now_ns=now_ns,
                     severity=severity,
+                    summary=self._summary(run, stuck, now_ns, idle_s),
                     evidence=self._evidence(run, now_ns, idle_s, threshold_s),
                 )
             return
-        stuck = self._stuck_span(run)
         run.finding = open_finding(
             self._sink,
             kind=KIND,

@@ -494,6 +494,7 @@ def test_zombie_escalates_to_critical_after_critical_after_thresholds() -> None:
     assert critical.opened_at_ns == opened.opened_at_ns
     assert critical.updated_at_ns == at(364)
     assert critical.evidence["idle_s"] == 360.0
+    assert "no activity for 6m00s" in critical.summary  # the summary says how long now
     engine.tick(at(4 + 3600))
     assert zombies(engine) == []
 
