@@ -7,15 +7,27 @@ from collections import deque
 
 
 class GapHistory:
-    """The last `size` gaps (seconds) between consecutive activity within runs."""
+    """The last `size` gaps (seconds) between consecutive activity within runs.
 
-    def __init__(self, size: int = 512, gaps: list[float] | None = None) -> None:
+    Quantiles are recomputed after every `refresh_every` new gaps, not on each one: a
+    threshold a few samples stale is as good, and sorting per span would dominate.
+    """
+
+    def __init__(
+        self, size: int = 512, gaps: list[float] | None = None, refresh_every: int = 32
+    ) -> None:
         self._gaps: deque[float] = deque(gaps or (), maxlen=size)
         self._sorted: list[float] | None = None
+        self._refresh_every = refresh_every
+        self._added = 0
 
     def add(self, gap_s: float) -> None:
         self._gaps.append(gap_s)
-        self._sorted = None
+        self._added += 1
+        if self._sorted is None or len(self._gaps) <= self._refresh_every:
+            self._sorted = None  # small histories: always exact
+        elif self._added >= self._refresh_every:
+            self._sorted = None
 
     def __len__(self) -> int:
         return len(self._gaps)
@@ -26,6 +38,7 @@ class GapHistory:
             return 0.0
         if self._sorted is None:
             self._sorted = sorted(self._gaps)
+            self._added = 0
         rank = min(len(self._sorted) - 1, max(0, math.ceil(q * len(self._sorted)) - 1))
         return self._sorted[rank]
 

@@ -10,8 +10,8 @@ run = own > enclosing > trace id.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -19,9 +19,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
-from ingest._conventions import MARKER_KEY, derive_agent_fields
+from ingest._conventions import MARKER_KEY, StepFields, derive_step_fields
 from ingest._insert_sql import convention_key_names
-from ingest._resolve import scan_spans
+from ingest._resolve import scan_spans_decoded
 from ingest._translate import any_value_to_str
 from ingest._wal_record import ResolvedSpan, iter_records, read_envelope
 
@@ -35,12 +35,17 @@ _WANTED_KEY_TUPLE = tuple(
     )
 )
 _ERROR = Status.STATUS_CODE_ERROR
+_NO_ATTRIBUTES: dict[str, str] = {}
+_NO_FIELDS = StepFields("", "", "", "", 0, 0, "")
 _NOT_RESOLVED = ResolvedSpan(b"", "", "", "")
 
 
-@dataclass(frozen=True, slots=True)
-class AgentSpan:
-    """One span as the detectors see it (ids are lowercase hex, times Unix ns)."""
+class AgentSpan(NamedTuple):
+    """One span as the detectors see it (ids are lowercase hex, times Unix ns).
+
+    A NamedTuple: one is built per span on the feed path, at a quarter of the cost of
+    a frozen dataclass.
+    """
 
     tenant: str
     service_name: str
@@ -85,7 +90,7 @@ def record_agent_spans(record: bytes) -> list[AgentSpan]:
     """
     envelope = read_envelope(record)
     request = ExportTraceServiceRequest.FromString(record)
-    scanned = iter(scan_spans(record, _WANTED_KEY_TUPLE))
+    scanned = iter(scan_spans_decoded(record, _WANTED_KEY_TUPLE))
     out: list[AgentSpan] = []
     for resource_spans in request.resource_spans:
         service_name = instance_id = ""
@@ -97,8 +102,8 @@ def record_agent_spans(record: bytes) -> list[AgentSpan]:
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 raw_trace_id, raw_span_id, raw_parent_id, hits = next(scanned)
-                attrs = dict(map(_attribute, hits)) if hits else {}
-                fields = derive_agent_fields(attrs)
+                attrs = _attributes(hits) if hits else _NO_ATTRIBUTES
+                fields = derive_step_fields(attrs) if hits else _NO_FIELDS
                 resolved = envelope.resolved.get(raw_span_id, _NOT_RESOLVED)
                 trace_id = raw_trace_id.hex()
                 start_ns = span.start_time_unix_nano
@@ -117,7 +122,7 @@ def record_agent_spans(record: bytes) -> list[AgentSpan]:
                         run_id=fields.run_id or resolved.run_id or trace_id,
                         operation=fields.operation,
                         tool_name=fields.tool_name,
-                        tool_args_hash=resolved.tool_args_hash or fields.tool_args_hash,
+                        tool_args_hash=resolved.tool_args_hash,
                         input_tokens=fields.input_tokens,
                         output_tokens=fields.output_tokens,
                         is_error=span.status.code == _ERROR or bool(fields.error_type),
@@ -128,6 +133,11 @@ def record_agent_spans(record: bytes) -> list[AgentSpan]:
                     )
                 )
     return out
+
+
+def _attributes(hits: list[bytes | tuple[str, str]]) -> dict[str, str]:
+    """The walker's hits as a dict: decoded pairs as they are, the rest decoded here."""
+    return dict(hit if type(hit) is tuple else _attribute(hit) for hit in hits)  # type: ignore[arg-type]
 
 
 def _attribute(serialized: bytes) -> tuple[str, str]:

@@ -56,6 +56,7 @@ import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import orjson
 
@@ -179,6 +180,47 @@ def derive_agent_fields(span_attrs: Mapping[str, str]) -> AgentFields:
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         error_type=error_type,
+    )
+
+
+class StepFields(NamedTuple):
+    agent_name: str
+    run_id: str
+    operation: str
+    tool_name: str
+    input_tokens: int
+    output_tokens: int
+    error_type: str
+
+
+def derive_step_fields(span_attrs: Mapping[str, str]) -> StepFields:
+    """The fields the detectors read: `derive_agent_fields`' rules, fewer fields.
+
+    The arguments hash is left out: ingest resolved it on receipt (the envelope).
+    """
+    get = span_attrs.get
+    oi_kind = (get("openinference.span.kind") or "").upper()
+    tl_kind = (get("traceloop.span.kind") or "").lower()
+    return StepFields(
+        _agent_name(span_attrs, tl_kind),
+        _run_id(span_attrs),
+        get("gen_ai.operation.name") or _operation(span_attrs, oi_kind, tl_kind),
+        get("gen_ai.tool.name")
+        or get("tool.name")
+        or ((get("traceloop.entity.name") or "") if tl_kind == "tool" else ""),
+        _tokens(
+            get("gen_ai.usage.input_tokens")
+            or get("gen_ai.usage.prompt_tokens")
+            or get("llm.token_count.prompt")
+            or get("llm.usage.prompt_tokens")
+        ),
+        _tokens(
+            get("gen_ai.usage.output_tokens")
+            or get("gen_ai.usage.completion_tokens")
+            or get("llm.token_count.completion")
+            or get("llm.usage.completion_tokens")
+        ),
+        get("error.type") or "",
     )
 
 

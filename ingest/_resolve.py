@@ -67,6 +67,8 @@ def build_record(
 
 
 SpanScan = tuple[bytes, bytes, bytes, list[bytes]]
+# With decoding, a hit may already be (key, text): see _wirescan.c.
+DecodedScan = tuple[bytes, bytes, bytes, list[bytes | tuple[str, str]]]
 
 
 def scan_spans_python(body: bytes, keys: frozenset[bytes] = _CONTEXT_KEY_BYTES) -> list[SpanScan]:
@@ -85,6 +87,16 @@ def scan_spans_python(body: bytes, keys: frozenset[bytes] = _CONTEXT_KEY_BYTES) 
     return scanned
 
 
+def scan_spans_decoded(body: bytes, keys: tuple[bytes, ...]) -> list[DecodedScan]:
+    """`scan_spans`, with string, int and bool values decoded to text by the C walker."""
+    if _wirescan is not None:
+        try:
+            return _wirescan.scan(body, keys, True)
+        except ValueError:
+            pass
+    return list(scan_spans_python(body, frozenset(keys)))  # type: ignore[arg-type]
+
+
 def scan_spans(body: bytes, keys: tuple[bytes, ...] = _CONTEXT_KEY_TUPLE) -> list[SpanScan]:
     """`scan_spans_python`, done by the C walker when it is built (several times faster).
 
@@ -92,7 +104,7 @@ def scan_spans(body: bytes, keys: tuple[bytes, ...] = _CONTEXT_KEY_TUPLE) -> lis
     """
     if _wirescan is not None:
         try:
-            scanned: list[SpanScan] = _wirescan.scan(body, keys)
+            scanned: list[SpanScan] = _wirescan.scan(body, keys)  # type: ignore[assignment]
             return scanned
         except ValueError:
             pass  # something the walker does not handle: the Python pass decides

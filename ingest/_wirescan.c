@@ -1,7 +1,7 @@
 /*
  * The receive-side context pass over a serialized ExportTraceServiceRequest, in C.
  *
- * scan(body, keys) -> [(trace_id, span_id, parent_span_id, [kv, ...]), ...]
+ * scan(body, keys, decode=False) -> [(trace_id, span_id, parent_span_id, [kv, ...]), ...]
  *
  * One entry per span, in wire order. Each kv is the serialized KeyValue of an attribute
  * whose key is one of `keys` (a tuple of bytes); every other attribute is skipped
@@ -27,6 +27,7 @@ typedef struct {
     const char *data[MAX_KEYS];
     Py_ssize_t size[MAX_KEYS];
     int count;
+    int decode; /* hits as (key, text) tuples where possible */
 } keyset;
 
 static int read_varint(cursor *c, uint64_t *out) {
@@ -96,6 +97,51 @@ static PyObject *bytes_of(cursor c) {
     return PyBytes_FromStringAndSize((const char *)c.p, c.end - c.p);
 }
 
+/*
+ * With decoding on, a matched attribute whose value is a string, an int or a bool
+ * becomes a (key, text) tuple of str — the text as any_value_to_str writes it — and
+ * anything else (doubles, arrays, maps, bytes, odd encodings) stays the serialized
+ * KeyValue for the Python side. Invalid UTF-8 also stays bytes (Python replaces it).
+ */
+static PyObject *decoded_or_bytes(cursor kv) {
+    cursor c = kv, key = {NULL, NULL}, value = {NULL, NULL}, sub;
+    uint32_t number;
+    int wire_type, have_key = 0, have_value = 0;
+    while (c.p < c.end) {
+        if (next_field(&c, &number, &wire_type, &sub) < 0) return bytes_of(kv);
+        if (wire_type != 2) continue;
+        if (number == 1) { key = sub; have_key = 1; }
+        else if (number == 2) { value = sub; have_value = 1; }
+    }
+    if (!have_key || !have_value) return bytes_of(kv);
+    /* AnyValue: exactly one field, string (1), bool (2) or int (3). */
+    cursor v = value;
+    if (next_field(&v, &number, &wire_type, &sub) < 0 || v.p != v.end) return bytes_of(kv);
+    PyObject *text = NULL;
+    if (number == 1 && wire_type == 2) {
+        text = PyUnicode_DecodeUTF8((const char *)sub.p, sub.end - sub.p, NULL);
+    } else if ((number == 2 || number == 3) && wire_type == 0) {
+        cursor again = value;
+        uint64_t tag, raw;
+        if (read_varint(&again, &tag) < 0 || read_varint(&again, &raw) < 0) return bytes_of(kv);
+        if (number == 2) text = PyUnicode_FromString(raw ? "true" : "false");
+        else text = PyUnicode_FromFormat("%lld", (long long)(int64_t)raw);
+    } else {
+        return bytes_of(kv);
+    }
+    if (text == NULL) {
+        PyErr_Clear();
+        return bytes_of(kv);
+    }
+    PyObject *name = PyUnicode_DecodeUTF8((const char *)key.p, key.end - key.p, NULL);
+    if (name == NULL) {
+        PyErr_Clear();
+        Py_DECREF(text);
+        return bytes_of(kv);
+    }
+    return Py_BuildValue("(NN)", name, text);
+}
+
 static int scan_span(cursor span, const keyset *keys, PyObject *out) {
     static const uint8_t nothing[1] = {0};
     cursor trace = {nothing, nothing}, id = {nothing, nothing}, parent = {nothing, nothing}, sub;
@@ -113,7 +159,7 @@ static int scan_span(cursor span, const keyset *keys, PyObject *out) {
             int match = key_matches(sub, keys);
             if (match < 0) goto malformed;
             if (match) {
-                PyObject *kv = bytes_of(sub);
+                PyObject *kv = keys->decode ? decoded_or_bytes(sub) : bytes_of(sub);
                 if (kv == NULL || PyList_Append(hits, kv) < 0) {
                     Py_XDECREF(kv);
                     goto error;
@@ -166,9 +212,11 @@ static int scan_resource_spans(cursor c, const keyset *keys, PyObject *out) {
 static PyObject *scan(PyObject *self, PyObject *args) {
     Py_buffer body;
     PyObject *key_tuple;
+    int decode = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*O!", &body, &PyTuple_Type, &key_tuple)) return NULL;
+    if (!PyArg_ParseTuple(args, "y*O!|p", &body, &PyTuple_Type, &key_tuple, &decode)) return NULL;
     keyset keys;
+    keys.decode = decode;
     keys.count = (int)PyTuple_GET_SIZE(key_tuple);
     if (keys.count > MAX_KEYS) {
         PyBuffer_Release(&body);
@@ -202,7 +250,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS,
-     "scan(body, keys) -> [(trace_id, span_id, parent_span_id, [kv, ...]), ...]"},
+     "scan(body, keys, decode=False) -> [(trace_id, span_id, parent_span_id, [kv, ...]), ...]"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import secrets
 
 import pytest
@@ -9,7 +10,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
 
-from ingest import AgentSpan, EnclosingResolver, record_agent_spans, translate
+from ingest import AgentSpan, EnclosingResolver, _resolve, record_agent_spans, translate
 from ingest._agent_spans import _attribute
 from ingest._resolve import build_record
 from ingest._wal_record import iter_records
@@ -73,7 +74,17 @@ def _records(requests: list[ExportTraceServiceRequest]) -> list[bytes]:
     return records
 
 
-def test_agent_fields_match_the_reference_translation() -> None:
+@pytest.fixture(params=["c-walker", "python"])
+def walker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both passes: the C walker when built, and the pure-Python one it falls back to."""
+    if request.param == "python":
+        monkeypatch.setattr(_resolve, "_wirescan", None)
+    elif importlib.util.find_spec("ingest._wirescan") is None:
+        pytest.skip("the C walker was not built")
+    return str(request.param)
+
+
+def test_agent_fields_match_the_reference_translation(walker: str) -> None:
     requests = _agent_traffic(40)
     spans = [span for record in _records(requests) for span in record_agent_spans(record)]
     resolver = EnclosingResolver()
@@ -126,7 +137,7 @@ def test_agent_fields_match_the_reference_translation() -> None:
     assert any(errors)
 
 
-def test_markers_and_the_service_instance_are_read() -> None:
+def test_markers_and_the_service_instance_are_read(walker: str) -> None:
     marker = make_span(
         "agentwatch.pending",
         attributes={

@@ -94,3 +94,58 @@ def test_the_python_pass_is_used_when_the_walker_refuses(monkeypatch: pytest.Mon
     monkeypatch.setattr(_resolve, "_wirescan", Refusing)
 
     assert _resolve.scan_spans(body) == _resolve.scan_spans_python(body)
+
+
+def _typed_values() -> list[AnyValue]:
+    from opentelemetry.proto.common.v1.common_pb2 import ArrayValue, KeyValueList
+
+    return [
+        AnyValue(string_value=""),
+        AnyValue(string_value="plain"),
+        AnyValue(string_value="ünïcode ✓ " * 40),
+        AnyValue(int_value=0),
+        AnyValue(int_value=-7),
+        AnyValue(int_value=2**63 - 1),
+        AnyValue(int_value=-(2**63)),
+        AnyValue(bool_value=True),
+        AnyValue(bool_value=False),
+        AnyValue(double_value=1.5),
+        AnyValue(double_value=3.0),
+        AnyValue(bytes_value=b"\x00\xff"),
+        AnyValue(array_value=ArrayValue(values=[AnyValue(int_value=1)])),
+        AnyValue(kvlist_value=KeyValueList(values=[kv("a", "b")])),
+        AnyValue(),
+    ]
+
+
+@pytest.mark.parametrize("value", _typed_values())
+def test_decoded_hits_read_like_the_protobuf_runtime(value: AnyValue) -> None:
+    from ingest._agent_spans import _attributes
+    from ingest._translate import any_value_to_str
+
+    span = make_span("typed")
+    span.attributes.append(KeyValue(key="gen_ai.tool.name", value=value))
+    body = make_request([span]).SerializeToString()
+
+    ((_, _, _, hits),) = wirescan.scan(body, (b"gen_ai.tool.name",), True)
+
+    assert _attributes(hits) == {"gen_ai.tool.name": any_value_to_str(value)}
+
+
+def test_invalid_utf8_is_left_to_python() -> None:
+    from ingest._agent_spans import _attributes
+
+    good = KeyValue(key="gen_ai.tool.name", value=AnyValue(string_value="x"))
+    broken = good.SerializeToString()[:-1] + b"\xff"
+    # Protobuf will not encode invalid UTF-8, so the request is put together by hand:
+    # span (+ the raw attribute, field 9) in scope_spans (field 2) in resource_spans (1).
+    request = make_request([make_span("broken")])
+    span = request.resource_spans[0].scope_spans[0].spans[0].SerializeToString()
+    span += b"\x4a" + bytes([len(broken)]) + broken
+    scope = b"\x12" + bytes([len(span)]) + span
+    spliced = b"\x0a" + bytes([len(scope) + 2]) + b"\x12" + bytes([len(scope)]) + scope
+
+    ((_, _, _, hits),) = wirescan.scan(spliced, (b"gen_ai.tool.name",), True)
+
+    assert hits == [broken]
+    assert _attributes(hits) == {"gen_ai.tool.name": "\ufffd"}

@@ -6,7 +6,6 @@ as "a tool call from t=4 s to t=9 s"; `at(s)` is the same instant in Unix ns.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from ingest import AgentSpan
@@ -51,7 +50,7 @@ def at(seconds: float) -> int:
 
 def span(span_id: str, start_s: float, end_s: float, **fields: Any) -> AgentSpan:
     """Any span: every field not given keeps its default."""
-    return replace(_DEFAULT, span_id=span_id, start_ns=at(start_s), end_ns=at(end_s), **fields)
+    return _DEFAULT._replace(span_id=span_id, start_ns=at(start_s), end_ns=at(end_s), **fields)
 
 
 def agent_root(start_s: float, end_s: float, span_id: str = ROOT, **fields: Any) -> AgentSpan:

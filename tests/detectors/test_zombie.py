@@ -7,7 +7,6 @@ time moves only when a test ticks the engine with an event time.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -665,6 +664,6 @@ def test_traces_without_agent_evidence_are_forgotten_and_cannot_evict_a_zombie()
     assert [f.kind for f in zombies(engine)] == ["zombie_run"]
     for n in range(5):  # traces of steps whose (remote) parent never arrives
         step = llm_call(f"{n:016x}", 101 + 700 * n, 102 + 700 * n, parent="ff" * 8)
-        engine.consume([replace(step, trace_id=f"{n:032x}")])
+        engine.consume([step._replace(trace_id=f"{n:032x}")])
         engine.tick(at(700 * (n + 1)))
     assert (TENANT, TRACE) in zombie._runs
