@@ -74,14 +74,20 @@ class RunawayLoopDetector:
         self._runs: BoundedDict[tuple[str, str], _Run] = BoundedDict(max_runs)
         # Runs already finished: their late spans must not start a second incident.
         self._finished: BoundedDict[tuple[str, str], int] = BoundedDict(max_runs)
+        # Per trace: (agent, run id, start, parentless) of its outermost agent span.
+        self._agents: BoundedDict[tuple[str, str], tuple[str, str, int, bool]] = BoundedDict(
+            max_runs
+        )
 
     def consume(self, spans: Sequence[AgentSpan]) -> None:
         touched: dict[tuple[str, str], tuple[_Run, int]] = {}
         for span in spans:
+            key = (span.tenant, span.trace_id)
+            if span.operation == "invoke_agent":
+                self._note_agent(key, span)
             if span.is_marker:
                 continue
             is_step = span.operation in _STEP_OPERATIONS or bool(span.tool_name)
-            key = (span.tenant, span.trace_id)
             run = self._runs.get(key)
             if run is None:
                 if not is_step or key in self._finished:
@@ -89,13 +95,11 @@ class RunawayLoopDetector:
                 run = self._runs[key] = _Run(
                     span.tenant, span.trace_id, span.agent_name, span.service_name, span.run_id
                 )
-            if span.operation == "invoke_agent" and (not span.parent_span_id or not run.named):
-                # The outermost agent names the run (a sub-agent's span may come first).
-                run.agent_name, run.run_id, run.named = span.agent_name, span.run_id, True
-            if not span.parent_span_id:
-                run.ended = True  # the trace's root ended: nothing in the run is left
+            self._name(key, run)
             if is_step:
                 self._add_step(run, span)
+            if self._ends_run(key, run, span):
+                run.ended = True
             touched[key] = (run, max(touched.get(key, (run, 0))[1], span.end_ns))
         for key, (run, at_ns) in touched.items():
             # Checked even when the run ended in this batch: a loop whose spans arrive
@@ -103,6 +107,34 @@ class RunawayLoopDetector:
             self._check(run, at_ns)
             if run.ended:
                 self._finish(key, run, at_ns, "run ended")
+
+    def _note_agent(self, key: tuple[str, str], span: AgentSpan) -> None:
+        """Remember the trace's outermost agent span (ended or announced by a marker).
+
+        Steps rarely name their agent, and the agent span is exported last; its pending
+        marker (agentwatch_sdk) names the agent and the conversation while the run goes.
+        """
+        known = self._agents.get(key)
+        candidate = (not span.parent_span_id, -span.start_ns)
+        if known is None or candidate > (known[3], -known[2]):
+            self._agents[key] = (span.agent_name, span.run_id, span.start_ns, candidate[0])
+
+    def _name(self, key: tuple[str, str], run: _Run) -> None:
+        known = self._agents.get(key)
+        if known is not None:
+            run.agent_name, run.run_id = known[0], known[1]
+            run.named = True
+
+    def _ends_run(self, key: tuple[str, str], run: _Run, span: AgentSpan) -> bool:
+        """The trace's root ended, or its outermost agent span (whose parent, a caller's
+        span, agentwatch may never receive) — not a sub-agent inside the run."""
+        if not span.parent_span_id:
+            return True
+        if span.operation != "invoke_agent":
+            return False
+        known = self._agents.get(key)
+        outermost = known is None or span.start_ns <= known[2]
+        return outermost and (not run.first_step_ns or span.start_ns <= run.first_step_ns)
 
     def _add_step(self, run: _Run, span: AgentSpan) -> None:
         run.steps += 1
@@ -174,11 +206,13 @@ class RunawayLoopDetector:
             run.reported_count = count
         elif (
             count >= 2 * run.reported_count
+            or (run.finding.agent_name, run.finding.run_id) != (run.agent_name, run.run_id)
             or severity != run.finding.severity
             # Streamed, a cycle's first call reaches max_repeats one call before the
             # cycle completes: name the cycle when it does, though the count did not double.
             or (reason == "cycle" and run.finding.evidence.get("reason") != "cycle")
         ):
+            run.finding.agent_name, run.finding.run_id = run.agent_name, run.run_id
             update_finding(
                 self._sink,
                 run.finding,
@@ -212,6 +246,7 @@ class RunawayLoopDetector:
     def snapshot(self) -> dict[str, Any]:
         return {
             "runs": [_run_to_dict(run) for run in self._runs.values()],
+            "agents": [[t, trace, *seen] for (t, trace), seen in self._agents.items()],
             "finished": [
                 [tenant, trace_id, at] for (tenant, trace_id), at in self._finished.items()
             ],
@@ -221,6 +256,8 @@ class RunawayLoopDetector:
         for data in state.get("runs", []):
             run = _run_from_dict(data)
             self._runs[(run.tenant, run.trace_id)] = run
+        for tenant, trace_id, agent, run_id, start, parentless in state.get("agents", []):
+            self._agents[(tenant, trace_id)] = (agent, run_id, start, parentless)
         for tenant, trace_id, at in state.get("finished", []):
             self._finished[(tenant, trace_id)] = at
 

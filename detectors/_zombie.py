@@ -128,7 +128,10 @@ class ZombieRunDetector:
                 run.watched = True
             elif span.operation:
                 self._infer_running(run, span.parent_span_id, span.start_ns)
-        self._activity(run, span.end_ns)
+        # A step that ran the whole silent gap and ended well was slow, not stuck: its
+        # gap is learnt even when it exceeded the threshold (see _activity).
+        slow_step = bool(span.operation) and not span.marker and not span.is_error
+        self._activity(run, span.end_ns, slow_step and span.start_ns <= run.last_activity_ns)
         return True
 
     @staticmethod
@@ -146,13 +149,22 @@ class ZombieRunDetector:
         if span.service_instance_id:
             run.instance_id = span.service_instance_id
 
-    def _activity(self, run: _Run, at_ns: int) -> None:
+    def _activity(self, run: _Run, at_ns: int, slow_step: bool = False) -> None:
+        """Record activity at `at_ns`; learn the gap before it.
+
+        Gaps under the threshold are learnt. A longer one is learnt only when it ends
+        with a step that ran through it and succeeded (`slow_step`), capped at
+        `critical_after` x the threshold; a stall that ends any other way (a timeout,
+        an error, a resumed loop) was an incident, and learning it would hide the next.
+        """
         if at_ns <= run.last_activity_ns:
             return
         if run.last_activity_ns:
             gap_s = (at_ns - run.last_activity_ns) / NS
-            if gap_s < self.threshold_s(run.tenant, run.agent_name):
-                self._gap_history(run.tenant, run.agent_name).add(gap_s)
+            threshold_s = self.threshold_s(run.tenant, run.agent_name)
+            if gap_s < threshold_s or slow_step:
+                cap_s = self._settings(run.agent_name).critical_after * threshold_s
+                self._gap_history(run.tenant, run.agent_name).add(min(gap_s, cap_s))
         run.last_activity_ns = at_ns
         if run.finding is not None and not run.finding.resolved_at_ns:
             # The activity that ends the stall may be the run's end (its last open span

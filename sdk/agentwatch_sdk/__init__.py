@@ -33,6 +33,9 @@ call (same trace id); instrumentation scope ``agentwatch_sdk``.
   ``agentwatch.heartbeat.seq``    int     1, 2, 3, … per trace within this process
                                           (restarts at 1 if the process forgets the
                                           trace: it keeps the last 4096)
+  ``gen_ai.agent.name``,          string  copied from the current span when it has
+  ``gen_ai.conversation.id``              them (an SDK span), so the run's agent is
+                                          known before its agent span ends
   (caller's keyword arguments)    any     copied as given
   ==============================  ======  ===============================================
 

@@ -11,7 +11,13 @@ from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 
 from agentwatch_sdk import _config
-from agentwatch_sdk._attributes import HEARTBEAT_SEQ, HEARTBEAT_SPAN, MARKER
+from agentwatch_sdk._attributes import (
+    AGENT_NAME,
+    CONVERSATION_ID,
+    HEARTBEAT_SEQ,
+    HEARTBEAT_SPAN,
+    MARKER,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -84,7 +90,8 @@ def heartbeat(**attributes: AttributeValue) -> bool:
 
 
 def _emit(attributes: dict[str, AttributeValue]) -> bool:
-    parent = trace.get_current_span().get_span_context()
+    current = trace.get_current_span()
+    parent = current.get_span_context()
     if not parent.is_valid:
         return False
     limiter = _current_limiter()
@@ -95,9 +102,25 @@ def _emit(attributes: dict[str, AttributeValue]) -> bool:
     span = limiter.settings.tracer().start_span(
         HEARTBEAT_SPAN,
         kind=trace.SpanKind.INTERNAL,
-        attributes={**attributes, MARKER: "heartbeat", HEARTBEAT_SEQ: seq},
+        attributes={
+            **_run_identity(current),
+            **attributes,
+            MARKER: "heartbeat",
+            HEARTBEAT_SEQ: seq,
+        },
         start_time=now,
     )
     emitted = span.is_recording() and span.get_span_context().trace_flags.sampled
     span.end(end_time=now)
     return emitted
+
+
+def _run_identity(span: trace.Span) -> dict[str, AttributeValue]:
+    """The agent and conversation of the span the loop runs in, when it names them.
+
+    Copied so the backend knows the run's agent while the run goes on (its agent span
+    is exported only when it ends): per-agent thresholds apply from the first beat.
+    Only an SDK span exposes its attributes; with the API alone there is nothing to copy.
+    """
+    readable = getattr(span, "attributes", None) or {}
+    return {key: readable[key] for key in (AGENT_NAME, CONVERSATION_ID) if key in readable}

@@ -451,15 +451,20 @@ def test_a_sub_agent_that_runs_before_any_step_does_not_end_the_run() -> None:
 
 def test_the_root_agent_span_ends_the_run_after_a_sub_agent_ended_inside_it() -> None:
     engine = new_engine()
-    sub_agent = agent_root(1, 5, span_id=sid(99), parent_span_id=ROOT, agent_name="helper")
+    # Called as a tool after the orchestrator's first steps, with a caller's parent.
+    sub_agent = agent_root(12, 15, span_id=sid(99), parent_span_id=sid(98), agent_name="helper")
     stream(engine, [*calls("search", "search"), sub_agent])
     engine.consume(calls("search", first=2))
     assert only(loops(engine)).agent_name == "helper"  # the only agent known so far
 
-    engine.consume([agent_root(0, 40, agent_name="orchestrator")])
+    # The orchestrator's agent span, itself called from another system (it has a parent).
+    engine.consume(
+        [agent_root(0, 40, agent_name="orchestrator", parent_span_id="ca11e4ca11e4ca11")]
+    )
 
     resolved = only(loops(engine))
     assert resolved.state == "resolved"
+    assert resolved.agent_name == "orchestrator"  # the outermost agent names the run
     assert engine.detectors[1].snapshot()["finished"]  # the run is over
 
 

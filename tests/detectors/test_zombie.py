@@ -667,3 +667,29 @@ def test_traces_without_agent_evidence_are_forgotten_and_cannot_evict_a_zombie()
         engine.consume([step._replace(trace_id=f"{n:032x}")])
         engine.tick(at(700 * (n + 1)))
     assert (TENANT, TRACE) in zombie._runs
+
+
+def test_slow_steps_that_succeed_are_learnt_so_they_stop_looking_like_zombies() -> None:
+    engine = new_engine()  # min_idle 60 s; adapts after 20 gaps (4 x the 0.99 quantile)
+    engine.consume([pending(ROOT, at_s=0)])
+    opened_per_step = []
+    for n in range(30):  # reasoning calls of 90 s, one after another
+        start = 90 * n
+        for second in range(start + 10, start + 90, 10):
+            engine.tick(at(second))
+        engine.consume([llm_call(f"{n + 1:016x}", start, start + 90)])
+        opened_per_step.append(len(zombies(engine)))  # opened (and resolved) this step
+
+    assert sum(opened_per_step[:5]) == 5  # cold start: min_idle, each slow step fires
+    assert sum(opened_per_step[21:]) == 0  # learnt: 90 s is this agent's rhythm
+
+
+def test_a_stall_that_ends_in_an_error_is_not_learnt() -> None:
+    engine = new_engine()
+    engine.consume([pending(ROOT, at_s=0)])
+    for n in range(30):  # hung tool calls that time out after 90 s
+        start = 90 * n
+        engine.consume([tool_call(f"{n + 1:016x}", start, start + 90, is_error=True)])
+    zombie = engine.detectors[0]
+    assert isinstance(zombie, ZombieRunDetector)
+    assert zombie.threshold_s(TENANT, AGENT) == 60.0

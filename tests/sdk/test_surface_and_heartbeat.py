@@ -17,6 +17,7 @@ from opentelemetry import trace
 
 import tests.sdk.support  # noqa: F401  (puts sdk/ on sys.path first)
 from tests.sdk.support import (
+    GENAI_AGENT,
     SDK_DIR,
     BrokenProvider,
     FakeClock,
@@ -97,6 +98,18 @@ def test_heartbeat_emits_a_zero_duration_marker_linked_to_the_current_span(
     assert marker.resource == pipeline.resource
     assert marker.instrumentation_scope is not None
     assert marker.instrumentation_scope.name == "agentwatch_sdk"
+
+
+def test_heartbeat_names_the_agent_and_conversation_of_the_loop_span(clock: FakeClock) -> None:
+    pipeline = Pipeline()
+    configure(tracer_provider=pipeline.provider, clock=clock)
+    with pipeline.tracer.start_as_current_span("invoke_agent", attributes=GENAI_AGENT):
+        assert heartbeat() is True
+
+    marker_attrs = _attrs(pipeline.one("agentwatch.heartbeat"))
+    assert marker_attrs["gen_ai.agent.name"] == "billing-agent"
+    assert marker_attrs["gen_ai.conversation.id"] == "conv-7"
+    assert "gen_ai.operation.name" not in marker_attrs  # a marker, not an agent span
 
 
 def test_heartbeat_is_rate_limited_per_trace_until_the_interval_passes(clock: FakeClock) -> None:
