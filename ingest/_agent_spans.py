@@ -22,6 +22,11 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 from ingest._conventions import MARKER_KEY, StepFields, derive_step_fields
 from ingest._insert_sql import convention_key_names
 from ingest._resolve import scan_spans_decoded
+
+try:
+    from ingest import _wirescan
+except ImportError:  # not built: the Python pass does the work
+    _wirescan = None  # type: ignore[assignment]
 from ingest._translate import any_value_to_str
 from ingest._wal_record import ResolvedSpan, iter_records, read_envelope
 
@@ -38,6 +43,7 @@ _ERROR = Status.STATUS_CODE_ERROR
 _NO_ATTRIBUTES: dict[str, str] = {}
 _NO_FIELDS = StepFields("", "", "", "", 0, 0, "")
 _NOT_RESOLVED = ResolvedSpan(b"", "", "", "")
+_NOT_RESOLVED_TUPLE = ("", "", "")
 
 
 class AgentSpan(NamedTuple):
@@ -85,9 +91,66 @@ def read_agent_spans(path: Path) -> list[AgentSpan]:
 def record_agent_spans(record: bytes) -> list[AgentSpan]:
     """The spans of one (unframed) log record.
 
-    The wanted attributes come from the wire walker (only they become Python objects);
-    the span's own scalar fields from the protobuf runtime, in the same wire order.
+    The C walker reads everything in one pass (`scan_record` in _wirescan.c), so only
+    the wanted attributes become Python objects; `record_agent_spans_python` is the
+    same in Python — the reference, and the fallback for what the walker refuses.
     """
+    if _wirescan is None:
+        return record_agent_spans_python(record)
+    try:
+        tenant, resolved_by_id, scanned = _wirescan.scan_record(record, _WANTED_KEY_TUPLE)
+    except ValueError:
+        return record_agent_spans_python(record)
+    out: list[AgentSpan] = []
+    for (
+        trace_id,
+        span_id,
+        parent_span_id,
+        name,
+        raw_span_id,
+        start_ns,
+        end_ns,
+        status,
+        service_name,
+        instance_id,
+        hits,
+    ) in scanned:
+        if hits:
+            attrs = _attributes(hits)
+            fields = derive_step_fields(attrs)
+        else:
+            attrs, fields = _NO_ATTRIBUTES, _NO_FIELDS
+        agent_name, run_id, args_hash = resolved_by_id.get(raw_span_id, _NOT_RESOLVED_TUPLE)
+        out.append(
+            AgentSpan(
+                tenant,
+                service_name,
+                instance_id,
+                trace_id,
+                span_id,
+                parent_span_id,
+                name,
+                start_ns,
+                max(end_ns, start_ns),
+                fields.agent_name or agent_name or service_name,
+                fields.run_id or run_id or trace_id,
+                fields.operation,
+                fields.tool_name,
+                args_hash,
+                fields.input_tokens,
+                fields.output_tokens,
+                status == _ERROR or bool(fields.error_type),
+                fields.error_type,
+                attrs.get(MARKER_KEY, ""),
+                attrs.get(PENDING_SPAN_ID, "").lower(),
+                attrs.get(PENDING_NAME, ""),
+            )
+        )
+    return out
+
+
+def record_agent_spans_python(record: bytes) -> list[AgentSpan]:
+    """`record_agent_spans` without `scan_record`: protobuf runtime plus the scan pass."""
     envelope = read_envelope(record)
     request = ExportTraceServiceRequest.FromString(record)
     scanned = iter(scan_spans_decoded(record, _WANTED_KEY_TUPLE))

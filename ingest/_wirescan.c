@@ -248,7 +248,265 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* ---- scan_record: the detectors' per-span fields of one log record, in one pass ---- */
+
+static PyObject *text_of(cursor c) {
+    return PyUnicode_DecodeUTF8((const char *)c.p, c.end - c.p, "replace");
+}
+
+static PyObject *hex_of(cursor c) {
+    static const char digits[] = "0123456789abcdef";
+    char buffer[64];
+    Py_ssize_t size = c.end - c.p;
+    if (size > 32) {
+        PyErr_SetString(PyExc_ValueError, "id too long");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < size; i++) {
+        buffer[2 * i] = digits[c.p[i] >> 4];
+        buffer[2 * i + 1] = digits[c.p[i] & 15];
+    }
+    return PyUnicode_FromStringAndSize(buffer, 2 * size);
+}
+
+static uint64_t fixed64_at(const uint8_t *p) {
+    uint64_t value = 0;
+    for (int i = 7; i >= 0; i--) value = (value << 8) | p[i];
+    return value;
+}
+
+typedef struct {
+    const keyset *keys;
+    PyObject *service;  /* borrowed per resource */
+    PyObject *instance;
+    PyObject *out;
+} record_state;
+
+/* The string value of a resource attribute named `name`, else NULL (no error). */
+static int resource_text(cursor kv, const char *name, PyObject **target) {
+    PyObject *decoded = decoded_or_bytes(kv);
+    if (decoded == NULL) return -1;
+    if (PyTuple_Check(decoded)) {
+        PyObject *key = PyTuple_GET_ITEM(decoded, 0);
+        if (PyUnicode_CompareWithASCIIString(key, name) == 0) {
+            PyObject *value = PyTuple_GET_ITEM(decoded, 1);
+            Py_INCREF(value);
+            Py_XSETREF(*target, value);
+        }
+        Py_DECREF(decoded);
+        return 0;
+    }
+    Py_DECREF(decoded);
+    /* Not a plain value: if it is the attribute wanted, let Python render it. */
+    keyset one = {{name}, {(Py_ssize_t)strlen(name)}, 1, 0};
+    int match = key_matches(kv, &one);
+    if (match != 0) {
+        PyErr_SetString(PyExc_ValueError, "resource attribute needs the Python pass");
+        return -1;
+    }
+    return 0;
+}
+
+static int record_span(cursor span, record_state *state) {
+    static const uint8_t nothing[1] = {0};
+    cursor trace = {nothing, nothing}, id = {nothing, nothing}, parent = {nothing, nothing};
+    cursor name = {nothing, nothing}, sub;
+    uint64_t start = 0, end = 0, status = 0;
+    uint32_t number;
+    int wire_type;
+    PyObject *hits = PyList_New(0);
+    if (hits == NULL) return -1;
+    while (span.p < span.end) {
+        if (next_field(&span, &number, &wire_type, &sub) < 0) goto malformed;
+        if (wire_type == 1 && (number == 7 || number == 8)) {
+            uint64_t value = fixed64_at(span.p - 8);
+            if (number == 7) start = value; else end = value;
+            continue;
+        }
+        if (wire_type != 2) continue;
+        if (number == 1) trace = sub;
+        else if (number == 2) id = sub;
+        else if (number == 4) parent = sub;
+        else if (number == 5) name = sub;
+        else if (number == 15) {
+            cursor st = sub, inner;
+            uint32_t st_number;
+            int st_wire;
+            while (st.p < st.end) {
+                const uint8_t *before = st.p;
+                if (next_field(&st, &st_number, &st_wire, &inner) < 0) goto malformed;
+                if (st_number == 3 && st_wire == 0) {
+                    cursor again = {before, st.end};
+                    uint64_t tag;
+                    if (read_varint(&again, &tag) < 0 || read_varint(&again, &status) < 0)
+                        goto malformed;
+                }
+            }
+        } else if (number == 9) {
+            int match = key_matches(sub, state->keys);
+            if (match < 0) goto malformed;
+            if (match) {
+                PyObject *kv = decoded_or_bytes(sub);
+                if (kv == NULL || PyList_Append(hits, kv) < 0) {
+                    Py_XDECREF(kv);
+                    goto error;
+                }
+                Py_DECREF(kv);
+            }
+        }
+    }
+    PyObject *entry = Py_BuildValue(
+        "(NNNNy#KKKOON)",
+        hex_of(trace), hex_of(id), hex_of(parent), text_of(name),
+        (const char *)id.p, id.end - id.p,
+        (unsigned long long)start, (unsigned long long)end, (unsigned long long)status,
+        state->service, state->instance, hits);
+    if (entry == NULL) return -1;
+    int failed = PyList_Append(state->out, entry);
+    Py_DECREF(entry);
+    return failed;
+malformed:
+    PyErr_SetString(PyExc_ValueError, "malformed span");
+error:
+    Py_DECREF(hits);
+    return -1;
+}
+
+static int record_scope_spans(cursor c, record_state *state) {
+    uint32_t number;
+    int wire_type;
+    cursor sub;
+    while (c.p < c.end) {
+        if (next_field(&c, &number, &wire_type, &sub) < 0) goto malformed;
+        if (number == 2 && wire_type == 2 && record_span(sub, state) < 0) return -1;
+    }
+    return 0;
+malformed:
+    PyErr_SetString(PyExc_ValueError, "malformed scope spans");
+    return -1;
+}
+
+static int record_resource_spans(cursor c, record_state *state) {
+    uint32_t number;
+    int wire_type;
+    cursor sub;
+    PyObject *service = PyUnicode_FromString(""), *instance = PyUnicode_FromString("");
+    if (service == NULL || instance == NULL) goto error;
+    /* The resource (field 1) may follow its scope spans on the wire: read it first. */
+    cursor first = c;
+    while (first.p < first.end) {
+        if (next_field(&first, &number, &wire_type, &sub) < 0) goto malformed;
+        if (number != 1 || wire_type != 2) continue;
+        cursor resource = sub, kv;
+        uint32_t r_number;
+        int r_wire;
+        while (resource.p < resource.end) {
+            if (next_field(&resource, &r_number, &r_wire, &kv) < 0) goto malformed;
+            if (r_number != 1 || r_wire != 2) continue;
+            if (resource_text(kv, "service.name", &service) < 0) goto error;
+            if (resource_text(kv, "service.instance.id", &instance) < 0) goto error;
+        }
+    }
+    state->service = service;
+    state->instance = instance;
+    while (c.p < c.end) {
+        if (next_field(&c, &number, &wire_type, &sub) < 0) goto malformed;
+        if (number == 2 && wire_type == 2 && record_scope_spans(sub, state) < 0) goto error;
+    }
+    Py_DECREF(service);
+    Py_DECREF(instance);
+    return 0;
+malformed:
+    PyErr_SetString(PyExc_ValueError, "malformed resource spans");
+error:
+    Py_XDECREF(service);
+    Py_XDECREF(instance);
+    return -1;
+}
+
+/* One resolved entry of the envelope: span id -> (agent, run, arguments hash). */
+static int record_resolved(cursor c, PyObject *resolved) {
+    static const uint8_t nothing[1] = {0};
+    cursor parts[5] = {{nothing, nothing}, {nothing, nothing}, {nothing, nothing},
+                       {nothing, nothing}, {nothing, nothing}};
+    uint32_t number;
+    int wire_type;
+    cursor sub;
+    while (c.p < c.end) {
+        if (next_field(&c, &number, &wire_type, &sub) < 0) {
+            PyErr_SetString(PyExc_ValueError, "malformed envelope");
+            return -1;
+        }
+        if (wire_type == 2 && number >= 1 && number <= 4) parts[number] = sub;
+    }
+    PyObject *key = PyBytes_FromStringAndSize((const char *)parts[1].p, parts[1].end - parts[1].p);
+    PyObject *value = Py_BuildValue("(NNN)", text_of(parts[2]), text_of(parts[3]), text_of(parts[4]));
+    int failed = (key == NULL || value == NULL) ? -1 : PyDict_SetItem(resolved, key, value);
+    Py_XDECREF(key);
+    Py_XDECREF(value);
+    return failed;
+}
+
+static PyObject *scan_record(PyObject *self, PyObject *args) {
+    Py_buffer body;
+    PyObject *key_tuple;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*O!", &body, &PyTuple_Type, &key_tuple)) return NULL;
+    keyset keys;
+    keys.decode = 1;
+    keys.count = (int)PyTuple_GET_SIZE(key_tuple);
+    PyObject *spans = NULL, *resolved = NULL, *tenant = NULL;
+    if (keys.count > MAX_KEYS) {
+        PyErr_SetString(PyExc_ValueError, "too many keys");
+        goto fail;
+    }
+    for (int i = 0; i < keys.count; i++) {
+        PyObject *key = PyTuple_GET_ITEM(key_tuple, i);
+        if (!PyBytes_Check(key)) {
+            PyErr_SetString(PyExc_TypeError, "keys must be bytes");
+            goto fail;
+        }
+        keys.data[i] = PyBytes_AS_STRING(key);
+        keys.size[i] = PyBytes_GET_SIZE(key);
+    }
+    spans = PyList_New(0);
+    resolved = PyDict_New();
+    tenant = PyUnicode_FromString("");
+    if (spans == NULL || resolved == NULL || tenant == NULL) goto fail;
+    record_state state = {&keys, NULL, NULL, spans};
+    cursor c = {(const uint8_t *)body.buf, (const uint8_t *)body.buf + body.len}, sub;
+    uint32_t number;
+    int wire_type;
+    while (c.p < c.end) {
+        if (next_field(&c, &number, &wire_type, &sub) < 0) {
+            PyErr_SetString(PyExc_ValueError, "malformed record");
+            goto fail;
+        }
+        if (wire_type != 2) continue;
+        if (number == 1) {
+            if (record_resource_spans(sub, &state) < 0) goto fail;
+        } else if (number == 1000) {
+            Py_XSETREF(tenant, text_of(sub));
+            if (tenant == NULL) goto fail;
+        } else if (number == 1001) {
+            if (record_resolved(sub, resolved) < 0) goto fail;
+        }
+    }
+    PyBuffer_Release(&body);
+    return Py_BuildValue("(NNN)", tenant, resolved, spans);
+fail:
+    PyBuffer_Release(&body);
+    Py_XDECREF(spans);
+    Py_XDECREF(resolved);
+    Py_XDECREF(tenant);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
+    {"scan_record", scan_record, METH_VARARGS,
+     "scan_record(record, keys) -> (tenant, {span_id: (agent, run, args_hash)}, "
+     "[(trace_hex, span_hex, parent_hex, name, span_id, start, end, status_code, "
+     "service_name, instance_id, hits), ...])"},
     {"scan", scan, METH_VARARGS,
      "scan(body, keys, decode=False) -> [(trace_id, span_id, parent_span_id, [kv, ...]), ...]"},
     {NULL, NULL, 0, NULL},

@@ -10,7 +10,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
 
-from ingest import AgentSpan, EnclosingResolver, _resolve, record_agent_spans, translate
+from ingest import (
+    AgentSpan,
+    EnclosingResolver,
+    _agent_spans,
+    _resolve,
+    record_agent_spans,
+    translate,
+)
 from ingest._agent_spans import _attribute
 from ingest._resolve import build_record
 from ingest._wal_record import iter_records
@@ -79,6 +86,7 @@ def walker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     """Both passes: the C walker when built, and the pure-Python one it falls back to."""
     if request.param == "python":
         monkeypatch.setattr(_resolve, "_wirescan", None)
+        monkeypatch.setattr(_agent_spans, "_wirescan", None)
     elif importlib.util.find_spec("ingest._wirescan") is None:
         pytest.skip("the C walker was not built")
     return str(request.param)
@@ -170,3 +178,63 @@ def test_markers_and_the_service_instance_are_read(walker: str) -> None:
 def test_attribute_values_decode_like_the_protobuf_runtime(value: str | int) -> None:
     serialized = kv("gen_ai.tool.name", value).SerializeToString()
     assert _attribute(serialized) == ("gen_ai.tool.name", str(value))
+
+
+def _odd_requests() -> list[ExportTraceServiceRequest]:
+    """What the one-pass C reader must handle exactly like the protobuf runtime."""
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import Status
+
+    failing = make_span(
+        "call", attributes={"gen_ai.tool.name": "t", "gen_ai.usage.input_tokens": 3}
+    )
+    failing.status.CopyFrom(Status(code=Status.STATUS_CODE_ERROR, message="boom"))
+    failing.end_time_unix_nano = failing.start_time_unix_nano - 5  # ends before it starts
+    doubled = make_request([make_span("a")], service="first")
+    doubled.resource_spans.add().CopyFrom(
+        make_request([failing], service="second").resource_spans[0]
+    )
+    numeric = make_request([make_span("n")])
+    numeric.resource_spans[0].resource.attributes.append(
+        KeyValue(key="service.instance.id", value=AnyValue(int_value=7))
+    )
+    float_service = make_request([make_span("f")])
+    del float_service.resource_spans[0].resource.attributes[:]
+    float_service.resource_spans[0].resource.attributes.append(
+        KeyValue(key="service.name", value=AnyValue(double_value=1.5))
+    )
+    no_resource = make_request([make_span("bare")])
+    no_resource.resource_spans[0].ClearField("resource")
+    return [doubled, numeric, float_service, no_resource, *_agent_traffic(3)]
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("ingest._wirescan") is None, reason="the C walker was not built"
+)
+@pytest.mark.parametrize("request_", _odd_requests())
+def test_one_pass_c_reader_matches_the_python_reader(request_: ExportTraceServiceRequest) -> None:
+    for record in _records([request_]):
+        assert record_agent_spans(record) == _agent_spans.record_agent_spans_python(record)
+
+
+def test_a_resource_written_after_its_spans_still_names_them() -> None:
+    request = make_request([make_span("late resource")], service="svc-late")
+    resource_spans = request.resource_spans[0]
+    # Field order on the wire: scope_spans (2) before resource (1), which is legal.
+    scope = resource_spans.scope_spans[0].SerializeToString()
+    resource = resource_spans.resource.SerializeToString()
+    swapped = b"\x12" + _varint(len(scope)) + scope + b"\x0a" + _varint(len(resource)) + resource
+    body = b"\x0a" + _varint(len(swapped)) + swapped
+    record = body + b"\xc2\x3e\x04acme"  # field 1000 (tenant) = "acme"
+
+    (span,) = record_agent_spans(record)
+
+    assert span.service_name == "svc-late"
+    assert span.tenant == "acme"
+    assert record_agent_spans(record) == _agent_spans.record_agent_spans_python(record)
+
+
+def _varint(value: int) -> bytes:
+    from ingest._wal_record import varint
+
+    return varint(value)

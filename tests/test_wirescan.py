@@ -149,3 +149,30 @@ def test_invalid_utf8_is_left_to_python() -> None:
 
     assert hits == [broken]
     assert _attributes(hits) == {"gen_ai.tool.name": "\ufffd"}
+
+
+def test_hostile_records_never_crash_the_one_pass_reader() -> None:
+    from ingest import record_agent_spans
+    from ingest._agent_spans import _WANTED_KEY_TUPLE, record_agent_spans_python
+
+    rng = random.Random(11)
+    valid = _corpus()[1] + b"\xc2\x3e\x04acme"  # a request plus an envelope tenant
+    cases = [valid[:cut] for cut in range(len(valid))]
+    for _ in range(1000):
+        mutated = bytearray(valid)
+        for _ in range(rng.randrange(1, 4)):
+            mutated[rng.randrange(len(mutated))] = rng.getrandbits(8)
+        cases.append(bytes(mutated))
+    agreed = 0
+    for record in cases:
+        try:
+            wirescan.scan_record(record, _WANTED_KEY_TUPLE)
+        except ValueError:
+            continue  # refused: the caller falls back to the Python reader
+        try:
+            reference = record_agent_spans_python(record)
+        except (DecodeError, ValueError, StopIteration):
+            continue  # not a valid record at all (never reaches the reader in serve)
+        assert record_agent_spans(record) == reference
+        agreed += 1
+    assert agreed > 0
