@@ -15,6 +15,7 @@ ends or makes no new step for `quiet`.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,28 +81,32 @@ class RunawayLoopDetector:
         )
 
     def consume(self, spans: Sequence[AgentSpan]) -> None:
-        touched: dict[tuple[str, str], tuple[_Run, int]] = {}
+        by_run: dict[tuple[str, str], list[AgentSpan]] = {}
         for span in spans:
-            key = (span.tenant, span.trace_id)
             if span.operation == "invoke_agent":
-                self._note_agent(key, span)
-            if span.is_marker:
-                continue
-            is_step = span.operation in _STEP_OPERATIONS or bool(span.tool_name)
+                self._note_agent((span.tenant, span.trace_id), span)
+            if not span.is_marker:
+                by_run.setdefault((span.tenant, span.trace_id), []).append(span)
+        for key, run_spans in by_run.items():
             run = self._runs.get(key)
             if run is None:
-                if not is_step or key in self._finished:
+                first_step = next((s for s in run_spans if _is_step(s)), None)
+                if first_step is None or key in self._finished:
                     continue
                 run = self._runs[key] = _Run(
-                    span.tenant, span.trace_id, span.agent_name, span.service_name, span.run_id
+                    first_step.tenant,
+                    first_step.trace_id,
+                    first_step.agent_name,
+                    first_step.service_name,
+                    first_step.run_id,
                 )
             self._name(key, run)
-            if is_step:
-                self._add_step(run, span)
-            if self._ends_run(key, run, span):
-                run.ended = True
-            touched[key] = (run, max(touched.get(key, (run, 0))[1], span.end_ns))
-        for key, (run, at_ns) in touched.items():
+            for span in run_spans:
+                if _is_step(span):
+                    self._add_step(run, span)
+            # After the steps: whether an agent span ends the run depends on them.
+            run.ended = run.ended or any(self._ends_run(key, run, span) for span in run_spans)
+            at_ns = max(span.end_ns for span in run_spans)
             # Checked even when the run ended in this batch: a loop whose spans arrive
             # together with the run's end is still reported (opened, then resolved).
             self._check(run, at_ns)
@@ -154,9 +159,9 @@ class RunawayLoopDetector:
         call.first_ns = min(call.first_ns, span.start_ns)
         if len(call.span_ids) < 10:
             call.span_ids.append(span.span_id)
-        run.tail.append((span.start_ns, signature))
-        run.tail.sort()
-        del run.tail[:-_TAIL]
+        bisect.insort(run.tail, (span.start_ns, signature))
+        if len(run.tail) > _TAIL:
+            del run.tail[0]
 
     def _check(self, run: _Run, now_ns: int) -> None:
         settings = self._settings(run.agent_name)
@@ -260,6 +265,10 @@ class RunawayLoopDetector:
             self._agents[(tenant, trace_id)] = (agent, run_id, start, parentless)
         for tenant, trace_id, at in state.get("finished", []):
             self._finished[(tenant, trace_id)] = at
+
+
+def _is_step(span: AgentSpan) -> bool:
+    return span.operation in _STEP_OPERATIONS or bool(span.tool_name)
 
 
 def _verdict(run: _Run, settings: RunawayLoopConfig) -> tuple[str, int, dict[str, Any]] | None:

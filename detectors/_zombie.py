@@ -81,26 +81,39 @@ class ZombieRunDetector:
         self._runs: BoundedDict[tuple[str, str], _Run] = BoundedDict(max_runs)
         self._gaps: dict[tuple[str, str], GapHistory] = {}
         self._instances: BoundedDict[tuple[str, str], int] = BoundedDict(50_000)
+        self._thresholds: dict[tuple[str, str], float] = {}  # cached within one batch
 
     # -- input -----------------------------------------------------------------------
 
     def consume(self, spans: Sequence[AgentSpan]) -> None:
-        touched: dict[tuple[str, str], _Run] = {}
-        for span in sorted(spans, key=lambda s: s.end_ns):
+        # Grouped per run and per process first: the bookkeeping then happens once
+        # per run and per process, not once per span (this runs for every span).
+        by_run: dict[tuple[str, str], list[AgentSpan]] = {}
+        last_export: dict[tuple[str, str], int] = {}
+        for span in spans:
+            by_run.setdefault((span.tenant, span.trace_id), []).append(span)
             if span.service_instance_id:
                 key = (span.tenant, span.service_instance_id)
-                self._instances[key] = max(self._instances.get(key, 0), span.end_ns)
-            run_key = (span.tenant, span.trace_id)
+                if span.end_ns > last_export.get(key, 0):
+                    last_export[key] = span.end_ns
+        for key, end_ns in last_export.items():
+            self._instances[key] = max(self._instances.get(key, 0), end_ns)
+        self._thresholds = {}  # cached for this batch only
+        for run_key, run_spans in by_run.items():
             run = self._runs.get(run_key)
             if run is None:
-                run = self._runs[run_key] = _Run(span.tenant, span.trace_id, span.service_name)
+                first = run_spans[0]
+                run = self._runs[run_key] = _Run(first.tenant, first.trace_id, first.service_name)
             else:
                 self._runs.touch(run_key)
-            if self._apply(run, span):
-                touched[run_key] = run
-        for run_key, run in touched.items():
-            if not run.open_spans and not run.closed_at_ns:
+            if len(run_spans) > 1:
+                run_spans.sort(key=_end_time)
+            applied = False
+            for span in run_spans:
+                applied = self._apply(run, span) or applied
+            if applied and not run.open_spans and not run.closed_at_ns:
                 self._close(run_key, run)
+        self._thresholds = {}
 
     def _apply(self, run: _Run, span: AgentSpan) -> bool:
         """Update `run` with one span; False for a late span of a finished run."""
@@ -161,7 +174,10 @@ class ZombieRunDetector:
             return
         if run.last_activity_ns:
             gap_s = (at_ns - run.last_activity_ns) / NS
-            threshold_s = self.threshold_s(run.tenant, run.agent_name)
+            agent_key = (run.tenant, run.agent_name)
+            threshold_s = self._thresholds.get(agent_key)
+            if threshold_s is None:
+                threshold_s = self._thresholds[agent_key] = self.threshold_s(*agent_key)
             if gap_s < threshold_s or slow_step:
                 cap_s = self._settings(run.agent_name).critical_after * threshold_s
                 self._gap_history(run.tenant, run.agent_name).add(min(gap_s, cap_s))
@@ -367,6 +383,10 @@ class ZombieRunDetector:
             self._gaps[(tenant, agent)] = GapHistory(gaps=gaps)
         for tenant, instance, at in state.get("instances", []):
             self._instances[(tenant, instance)] = at
+
+
+def _end_time(span: AgentSpan) -> int:
+    return span.end_ns
 
 
 def _run_to_dict(run: _Run) -> dict[str, Any]:

@@ -11,6 +11,7 @@ deletes the segment only after the insert is confirmed.
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import logging
 import random
@@ -84,7 +85,12 @@ class IngestPipeline:
         self._closing = False
         self._log_closed = False
         self._drain_deadline = float("inf")
-        self._in_flight: Segment | None = None
+        # Taken from the log, not yet through the consumers (being stored, or queued).
+        self._unconsumed: collections.deque[Segment] = collections.deque()
+        # Stored, for the consumers: a second task, so the next insert overlaps with
+        # the detectors' work; bounded, so the store never runs far ahead of them.
+        self._stored: asyncio.Queue[Segment | None] = asyncio.Queue(maxsize=2)
+        self._consume_task: asyncio.Task[None] | None = None
         self._unreleased: list[Segment] = []  # consumed, awaiting the consumers' checkpoint
         self._last_checkpoint = time.monotonic()
         self.store_healthy = True
@@ -115,14 +121,15 @@ class IngestPipeline:
         after a restart) does not look like agents going silent.
         """
         candidates = [self._wal.oldest_unsealed_or_queued_s()]
-        if self._in_flight is not None:
-            candidates.append(self._in_flight.first_write_s)
+        if self._unconsumed:
+            candidates.append(self._unconsumed[0].first_write_s)
         known = [moment for moment in candidates if moment is not None]
         return min(known) if known else time.time()
 
     async def start(self) -> None:
         await self._wal.open()
         self._task = asyncio.create_task(self._store_loop(), name="agentwatch-store")
+        self._consume_task = asyncio.create_task(self._consume_loop(), name="agentwatch-consume")
 
     async def accept(
         self, tenant: str, request: ExportTraceServiceRequest, raw: bytes | None = None
@@ -152,6 +159,8 @@ class IngestPipeline:
         self._drain_deadline = time.monotonic() + self._config.drain_timeout_s
         if self._task is not None:
             await self._task
+        if self._consume_task is not None:
+            await self._consume_task
         self._writer.shutdown(wait=True)
 
     async def _store_loop(self) -> None:
@@ -160,25 +169,40 @@ class IngestPipeline:
                 try:
                     segment = await asyncio.wait_for(self._wal.next_sealed(), timeout=0.2)
                 except TimeoutError:
-                    await self._release_consumed(force=False)
                     continue
-                self._in_flight = segment
+                self._unconsumed.append(segment)
                 self._metrics.wal_lag_segments.set(self._wal.sealed_backlog())
                 outcome = await self._store_segment(segment)
                 if outcome is _Outcome.STORED:
-                    await self._hand_to_consumers(segment)
-                    self._unreleased.append(segment)
-                    await self._release_consumed(force=False)
-                elif outcome is _Outcome.GAVE_UP:
+                    await self._stored.put(segment)
+                    continue
+                self._unconsumed.remove(segment)
+                if outcome is _Outcome.GAVE_UP:
                     log.warning(
                         "store still failing at shutdown: %d log segment(s) left for the next "
                         "start",
                         self._wal.sealed_backlog() + 1,
                     )
                     return
-                self._in_flight = None
         finally:
-            self._in_flight = None
+            await self._stored.put(None)
+
+    async def _consume_loop(self) -> None:
+        """Hand stored segments to the consumers; release them after their checkpoint."""
+        try:
+            while True:
+                try:
+                    segment = await asyncio.wait_for(self._stored.get(), timeout=0.2)
+                except TimeoutError:
+                    await self._release_consumed(force=False)
+                    continue
+                if segment is None:
+                    return
+                await self._hand_to_consumers(segment)
+                self._unconsumed.remove(segment)
+                self._unreleased.append(segment)
+                await self._release_consumed(force=False)
+        finally:
             await self._release_consumed(force=True)
 
     async def _hand_to_consumers(self, segment: Segment) -> None:
