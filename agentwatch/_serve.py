@@ -19,14 +19,14 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from agentwatch._config_file import load_config_file
 from agentwatch._http_server import HttpServer, bind_socket
 from agentwatch.settings import ConfigError, Settings
 from api import ApiContext, create_app
 from collector import ExportHandler, GrpcReceiver, HttpReceiver, TokenAuthenticator
-from detectors import DetectorConfig, DetectorConfigError, DetectorEngine, DetectorStage
+from detectors import DetectorConfig, DetectorConfigError, DetectorStage, ProcessCore
 from ingest import (
     ClickHouseStore,
     IngestMetrics,
@@ -116,7 +116,7 @@ class Agentwatch:
                 f"invalid setting data_dir (AGENTWATCH_DATA_DIR): {self.data_dir}: "
                 f"{exc.strerror or exc}"
             ) from None
-        detector_config = self._detector_config()
+        detector_section = self._detector_section()
         async with contextlib.AsyncExitStack() as stack:
             lock = DataDirLock(self.data_dir)
             lock.acquire()
@@ -128,9 +128,8 @@ class Agentwatch:
             stack.callback(store.close)
             pipeline = self._build_pipeline(store)
             detector_stage = DetectorStage(
-                DetectorEngine(detector_config),
+                ProcessCore(detector_section, self.data_dir / "detectors" / "state.json"),
                 store,
-                self.data_dir / "detectors" / "state.json",
                 watermark_s=pipeline.consumed_until_s,
                 registry=self.metrics.registry,
             )
@@ -189,12 +188,14 @@ class Agentwatch:
             log.warning("ClickHouse not reachable yet, accepting into the log: %s", exc)
         return store
 
-    def _detector_config(self) -> DetectorConfig:
-        document = load_config_file(self.settings.config)
+    def _detector_section(self) -> dict[str, Any] | None:
+        """The `detectors:` section, validated here so a mistake stops start-up."""
+        section: dict[str, Any] | None = load_config_file(self.settings.config).get("detectors")
         try:
-            return DetectorConfig.from_dict(document.get("detectors"))
+            DetectorConfig.from_dict(section)
         except DetectorConfigError as exc:
             raise ConfigError(f"config file {self.settings.config}: {exc}") from None
+        return section
 
     def _build_pipeline(self, store: ClickHouseStore) -> IngestPipeline:
         settings = self.settings

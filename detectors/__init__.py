@@ -6,6 +6,7 @@ written to the `findings` table). Thresholds come from `DetectorConfig`.
 """
 
 from detectors._config import AgentSettings, DetectorConfig, DetectorConfigError, parse_duration
+from detectors._core import CoreClient, DetectorCore, InlineCore, ProcessCore
 from detectors._engine import Detector, DetectorEngine, build_detectors
 from detectors._findings import Finding, FindingLog, FindingSink
 from detectors._stage import FINDING_COLUMNS, DetectorStage, finding_row
@@ -13,14 +14,18 @@ from detectors._stage import FINDING_COLUMNS, DetectorStage, finding_row
 __all__ = [
     "FINDING_COLUMNS",
     "AgentSettings",
+    "CoreClient",
     "Detector",
     "DetectorConfig",
     "DetectorConfigError",
+    "DetectorCore",
     "DetectorEngine",
     "DetectorStage",
     "Finding",
     "FindingLog",
     "FindingSink",
+    "InlineCore",
+    "ProcessCore",
     "build_detectors",
     "finding_row",
     "parse_duration",

@@ -1,14 +1,15 @@
 """The detectors inside `agentwatch serve`: fed by ingest, ticked by the clock, saved.
 
 - `consume(segment)`: ingest hands over every log segment once it is stored; the
-  spans are read from it and fed to the detectors (on one worker thread, so the
-  event loop keeps serving exports).
+  detector core (detectors/_core.py; in `serve`, a separate process, so detecting
+  does not share the GIL with the receivers) reads its spans and feeds them.
 - A ticker calls `tick(now)` every second with the ingest watermark as `now` — the
   time before which every accepted span has been fed — so a store outage or a replay
   does not look like agents falling silent.
 - `checkpoint()` saves the detectors' state and the last segment fed, atomically.
   Ingest deletes segments only after a checkpoint, so a crash replays exactly what
-  the saved state lacks; segments the state already has are skipped.
+  the saved state lacks; segments the state already has are skipped. If the detector
+  process dies, it is restarted from the last save and fed the segments since.
 - Findings go to the `findings` table; while the store refuses them they are kept
   (and saved with the state) and written later.
 """
@@ -19,19 +20,17 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from detectors._engine import DetectorEngine
+from detectors._core import CoreClient, CoreProcessDied
 from detectors._findings import Finding
-from ingest import Segment, read_agent_spans
+from ingest import Segment
 
 log = logging.getLogger("agentwatch.detectors")
 
@@ -53,7 +52,6 @@ FINDING_COLUMNS = (
     "Evidence",
     "Version",
 )
-_STATE_VERSION = 1
 
 
 class RowStore(Protocol):
@@ -113,27 +111,27 @@ def _datetime(ns: int) -> datetime:
 class DetectorStage:
     def __init__(
         self,
-        engine: DetectorEngine,
+        core: CoreClient,
         store: RowStore,
-        state_path: Path,
         watermark_s: Callable[[], float] = time.time,
         tick_interval_s: float = 1.0,
         registry: CollectorRegistry | None = None,
     ) -> None:
-        self._engine = engine
+        self._core = core
         self._store = store
-        self._state_path = state_path
         self._watermark_s = watermark_s
         self._tick_interval_s = tick_interval_s
-        self._worker = ThreadPoolExecutor(1, thread_name_prefix="agentwatch-detectors")
-        self._position: tuple[str, int] = ("", 0)  # (wal id, number) of the last segment fed
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="agentwatch-findings")
         self._unwritten: dict[str, Finding] = {}
+        # Segments fed since the last save: a restarted detector process gets them again.
+        self._fed_since_save: list[tuple[str, str, int]] = []
         self._ticker: asyncio.Task[None] | None = None
         self._store_failing = False
         self.metrics = DetectorMetrics(registry or CollectorRegistry())
 
     async def start(self) -> None:
-        await self._run(self._load_state)
+        await self._core.start()
+        self._queue(await self._core.call("load"), keep_newer=False)
         self._ticker = asyncio.create_task(self._tick_loop(), name="agentwatch-detector-tick")
 
     async def shutdown(self) -> None:
@@ -144,55 +142,57 @@ class DetectorStage:
         with contextlib.suppress(asyncio.CancelledError):
             await self._ticker
         self._ticker = None
-        await self.checkpoint()
-        self._worker.shutdown(wait=True)
+        try:
+            await self.checkpoint()
+        finally:
+            await self._core.stop()
+            self._writer.shutdown(wait=True)
 
     async def consume(self, segment: Segment) -> None:
-        wal_id, number = self._position
-        if segment.wal_id == wal_id and segment.number <= number:
-            return  # a replayed segment the saved state already includes
-        await self._run(self._feed, segment)
+        fed = (str(segment.path), segment.wal_id, segment.number)
+        spans, findings = await self._call("feed", *fed)
+        self._fed_since_save.append(fed)
+        self.metrics.spans_fed.inc(spans)
+        self._queue(findings)
         await self._flush()
 
     async def checkpoint(self) -> None:
         await self._flush()
-        await self._run(self._save_state)
+        await self._call("save", [finding.as_dict() for finding in self._unwritten.values()])
+        self._fed_since_save.clear()
 
     async def tick(self, now_ns: int) -> None:
-        changed = await self._run(self._tick, now_ns)
+        findings = await self._call("tick", now_ns)
         self.metrics.tick_time.set(now_ns / 1e9)
-        if changed:
+        if findings:
+            self._queue(findings)
             # What a tick decides is not in the log, so a replay cannot redo it at the
             # same moment: save it now, or a crash could forget an opened finding.
             await self.checkpoint()
 
-    def _tick(self, now_ns: int) -> bool:
-        self._engine.tick(now_ns)
-        return self._collect() > 0
+    async def _call(self, method: str, *args: Any) -> Any:
+        try:
+            return await self._core.call(method, *args)
+        except CoreProcessDied as exc:
+            log.error("%s; restarting it from its saved state", exc)
+        # The new process restores the last save; what was fed since is fed again.
+        self._queue(await self._core.call("load"), keep_newer=True)
+        for fed in self._fed_since_save:
+            self._queue((await self._core.call("feed", *fed))[1])
+        return await self._core.call(method, *args)
 
-    # -- on the worker thread --------------------------------------------------------
-
-    async def _run(self, function: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._worker, function, *args)
-
-    def _feed(self, segment: Segment) -> None:
-        spans = read_agent_spans(segment.path)
-        self._engine.consume(spans)
-        self.metrics.spans_fed.inc(len(spans))
-        self._position = (segment.wal_id, segment.number)
-        self._collect()
-
-    def _collect(self) -> int:
-        """Move newly published findings to the write queue; return how many."""
-        taken = self._engine.take_findings()
-        for finding in taken:
+    def _queue(self, findings: list[dict[str, Any]], keep_newer: bool = False) -> None:
+        """Queue finding versions for the store (a newer queued version wins if asked)."""
+        for data in findings:
+            finding = Finding.from_dict(data)
+            queued = self._unwritten.get(finding.id)
+            if keep_newer and queued is not None and queued.version >= finding.version:
+                continue
             self._unwritten[finding.id] = finding
             self.metrics.findings.labels(finding.kind, finding.state).inc()
         self.metrics.unwritten.set(len(self._unwritten))
-        return len(taken)
 
     def _write(self) -> None:
-        self._collect()
         if not self._unwritten:
             return
         findings = list(self._unwritten.values())
@@ -202,45 +202,9 @@ class DetectorStage:
                 del self._unwritten[finding.id]
         self.metrics.unwritten.set(len(self._unwritten))
 
-    def _save_state(self) -> None:
-        self._collect()
-        state = {
-            "version": _STATE_VERSION,
-            "position": list(self._position),
-            "detectors": self._engine.snapshot(),
-            "unwritten": [finding.as_dict() for finding in self._unwritten.values()],
-        }
-        self._state_path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self._state_path.with_suffix(".tmp")
-        with temporary.open("w", encoding="utf-8") as handle:
-            json.dump(state, handle, separators=(",", ":"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self._state_path)
-
-    def _load_state(self) -> None:
-        try:
-            state = json.loads(self._state_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as exc:
-            log.error("detector state %s unreadable, starting fresh: %s", self._state_path, exc)
-            return
-        if state.get("version") != _STATE_VERSION:
-            log.warning("detector state %s has another version, starting fresh", self._state_path)
-            return
-        wal_id, number = state.get("position", ["", 0])
-        self._position = (wal_id, int(number))
-        self._engine.restore(state.get("detectors", {}))
-        for data in state.get("unwritten", []):
-            finding = Finding.from_dict(data)
-            self._unwritten[finding.id] = finding
-
-    # -- on the event loop -----------------------------------------------------------
-
     async def _flush(self) -> None:
         try:
-            await self._run(self._write)
+            await asyncio.get_running_loop().run_in_executor(self._writer, self._write)
         except Exception as exc:  # the store is down: keep them, write them later
             if not self._store_failing:
                 log.warning("cannot write %d finding(s) yet: %s", len(self._unwritten), exc)
