@@ -8,7 +8,7 @@ Unknown keys and bad values are a one-line error naming the setting.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
@@ -68,9 +68,47 @@ class RunawayLoopConfig(_Section):
     quiet: Duration = 600.0
 
 
+class BurnRateWindow(_Section):
+    """Fire when the failure rate is `burn_rate` x the baseline over both windows."""
+
+    long: Duration
+    short: Duration
+    burn_rate: float = Field(gt=1.0)
+    severity: Literal["warning", "error", "critical"] = "error"
+
+
+class FailureAttribute(_Section):
+    """A tool call that reports failure inside a "successful" result."""
+
+    key: str = Field(min_length=1)
+    equals: str
+
+
 class ToolFailureSpikeConfig(_Section):
     enabled: bool = True
-    min_calls: int = Field(default=20, ge=1)
+    min_calls: int = Field(default=20, ge=1)  # in the short window
+    # The Google SRE workbook's multiwindow pages, against the tool's own baseline.
+    windows: tuple[BurnRateWindow, ...] = (
+        BurnRateWindow(long=3600.0, short=300.0, burn_rate=14.4, severity="critical"),
+        BurnRateWindow(long=6 * 3600.0, short=1800.0, burn_rate=6.0, severity="error"),
+    )
+    # burn_rate x baseline can pass 100% for tools that fail often: the rate needed is
+    # capped here (a tool failing half its calls is an incident whatever its baseline).
+    max_threshold_rate: float = Field(default=0.5, gt=0.0, le=1.0)
+    # Binomial test: the short window's failures must be this unlikely at the baseline.
+    max_p_value: float = Field(default=0.001, gt=0.0, lt=1.0)
+    # A fixed baseline failure rate (an SLO's error budget) instead of the learnt one.
+    baseline_rate: float | None = Field(default=None, gt=0.0, lt=1.0)
+    # The learnt baseline: calls older than the longest window, halved every half-life,
+    # starting from a prior worth `prior_calls` calls at `prior_rate`; never below
+    # `min_baseline_rate`.
+    baseline_half_life: Duration = 7 * 86400.0
+    prior_rate: float = Field(default=0.05, gt=0.0, lt=1.0)
+    prior_calls: int = Field(default=20, ge=0)
+    min_baseline_rate: float = Field(default=0.01, gt=0.0, lt=1.0)
+    failure_attributes: tuple[FailureAttribute, ...] = (
+        FailureAttribute(key="tool.result.success", equals="false"),
+    )
 
 
 class QualityDriftConfig(_Section):

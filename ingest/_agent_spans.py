@@ -74,21 +74,38 @@ class AgentSpan(NamedTuple):
     marker: str = ""  # "heartbeat" / "pending" for agentwatch_sdk markers
     pending_span_id: str = ""  # a pending marker: the span that started
     pending_name: str = ""
+    # The wanted attributes as text (convention keys, markers, and the caller's extra
+    # keys, e.g. a "failure inside a successful result" flag). Shared: do not mutate.
+    attributes: dict[str, str] = {}
 
     @property
     def is_marker(self) -> bool:
         return bool(self.marker)
 
 
-def read_agent_spans(path: Path) -> list[AgentSpan]:
-    """Every span of a log segment file, in record order."""
+def read_agent_spans(path: Path, extra_keys: tuple[str, ...] = ()) -> list[AgentSpan]:
+    """Every span of a log segment file, in record order.
+
+    `extra_keys`: span attributes to read besides the conventions' (at most 16).
+    """
+    keys = _key_tuple(extra_keys)
     spans: list[AgentSpan] = []
     for record in iter_records(path.read_bytes()):
-        spans.extend(record_agent_spans(record))
+        spans.extend(record_agent_spans(record, keys))
     return spans
 
 
-def record_agent_spans(record: bytes) -> list[AgentSpan]:
+def _key_tuple(extra_keys: tuple[str, ...]) -> tuple[bytes, ...]:
+    if not extra_keys:
+        return _WANTED_KEY_TUPLE
+    if len(extra_keys) > 16:
+        raise ValueError("at most 16 extra attribute keys")
+    return tuple(sorted({*_WANTED_KEY_TUPLE, *(key.encode() for key in extra_keys)}))
+
+
+def record_agent_spans(
+    record: bytes, keys: tuple[bytes, ...] = _WANTED_KEY_TUPLE
+) -> list[AgentSpan]:
     """The spans of one (unframed) log record.
 
     The C walker reads everything in one pass (`scan_record` in _wirescan.c), so only
@@ -96,11 +113,11 @@ def record_agent_spans(record: bytes) -> list[AgentSpan]:
     same in Python — the reference, and the fallback for what the walker refuses.
     """
     if _wirescan is None:
-        return record_agent_spans_python(record)
+        return record_agent_spans_python(record, keys)
     try:
-        tenant, resolved_by_id, scanned = _wirescan.scan_record(record, _WANTED_KEY_TUPLE)
+        tenant, resolved_by_id, scanned = _wirescan.scan_record(record, keys)
     except ValueError:
-        return record_agent_spans_python(record)
+        return record_agent_spans_python(record, keys)
     out: list[AgentSpan] = []
     for (
         trace_id,
@@ -144,16 +161,19 @@ def record_agent_spans(record: bytes) -> list[AgentSpan]:
                 attrs.get(MARKER_KEY, ""),
                 attrs.get(PENDING_SPAN_ID, "").lower(),
                 attrs.get(PENDING_NAME, ""),
+                attrs,
             )
         )
     return out
 
 
-def record_agent_spans_python(record: bytes) -> list[AgentSpan]:
+def record_agent_spans_python(
+    record: bytes, keys: tuple[bytes, ...] = _WANTED_KEY_TUPLE
+) -> list[AgentSpan]:
     """`record_agent_spans` without `scan_record`: protobuf runtime plus the scan pass."""
     envelope = read_envelope(record)
     request = ExportTraceServiceRequest.FromString(record)
-    scanned = iter(scan_spans_decoded(record, _WANTED_KEY_TUPLE))
+    scanned = iter(scan_spans_decoded(record, keys))
     out: list[AgentSpan] = []
     for resource_spans in request.resource_spans:
         service_name = instance_id = ""
@@ -193,6 +213,7 @@ def record_agent_spans_python(record: bytes) -> list[AgentSpan]:
                         marker=attrs.get(MARKER_KEY, ""),
                         pending_span_id=attrs.get(PENDING_SPAN_ID, "").lower(),
                         pending_name=attrs.get(PENDING_NAME, ""),
+                        attributes=attrs,
                     )
                 )
     return out
