@@ -138,6 +138,10 @@ class DetectorConfig:
     def for_agent(self, agent_name: str) -> AgentSettings:
         return self._per_agent.get(agent_name, self.defaults)
 
+    def agents(self) -> list[AgentSettings]:
+        """The settings of every agent with overrides."""
+        return list(self._per_agent.values())
+
     @classmethod
     def from_dict(cls, section: dict[str, Any] | None) -> DetectorConfig:
         """Validate the `detectors:` section (None: every default)."""

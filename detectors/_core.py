@@ -63,7 +63,7 @@ class DetectorCore:
         last_wal_id, last_number = self._position
         if wal_id == last_wal_id and number <= last_number:
             return 0, []
-        spans = read_agent_spans(Path(path))
+        spans = read_agent_spans(Path(path), self._engine.extra_keys())
         self._engine.consume(spans)
         self._position = (wal_id, number)
         return len(spans), self._taken()

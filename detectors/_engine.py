@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from detectors._config import DetectorConfig
 from detectors._findings import Finding, FindingLog, FindingSink
 from detectors._runaway import RunawayLoopDetector
+from detectors._tool_failures import ToolFailureSpikeDetector
 from detectors._zombie import ZombieRunDetector
 from ingest import AgentSpan
 
@@ -31,7 +32,11 @@ class Detector(Protocol):
 
 
 def build_detectors(config: DetectorConfig, sink: FindingSink) -> list[Detector]:
-    return [ZombieRunDetector(config, sink), RunawayLoopDetector(config, sink)]
+    return [
+        ZombieRunDetector(config, sink),
+        RunawayLoopDetector(config, sink),
+        ToolFailureSpikeDetector(config, sink),
+    ]
 
 
 class DetectorEngine:
@@ -49,6 +54,15 @@ class DetectorEngine:
     def tick(self, now_ns: int) -> None:
         for detector in self.detectors:
             detector.tick(now_ns)
+
+    def extra_keys(self) -> tuple[str, ...]:
+        """Span attributes some detector needs besides the conventions' own."""
+        keys: set[str] = set()
+        for detector in self.detectors:
+            wanted = getattr(detector, "extra_keys", None)
+            if wanted is not None:
+                keys.update(wanted())
+        return tuple(sorted(keys))
 
     def take_findings(self) -> list[Finding]:
         """Every finding version published since the last call (latest per finding)."""
