@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -309,3 +310,85 @@ def test_open_zombie_survives_a_restart_and_resolves_after_it(
         if second is not None:
             second.kill()
     assert not agent.errors
+
+
+SPIKE_CONFIG = """
+detectors:
+  tool_failure_spike:
+    min_calls: 10
+    windows:
+      - {long: "20s", short: "5s", burn_rate: 4, severity: error}
+"""
+
+
+def _call_tools(agent: Agent, phases: list[tuple[float, int]], stop: threading.Event) -> None:
+    """Tool calls at 10/s: crm.lookup fails `n` in 20 per phase; kb.search 1 in 10 always."""
+    tracer = agent.tracer
+    i = 0
+    for seconds, failing_in_20 in phases:
+        phase_end = time.monotonic() + seconds
+        while time.monotonic() < phase_end and not stop.is_set():
+            with tracer.start_as_current_span(
+                "invoke_agent support-agent",
+                attributes={
+                    "gen_ai.operation.name": "invoke_agent",
+                    "gen_ai.agent.name": "support-agent",
+                },
+            ):
+                with tool_call("crm.lookup", arguments={"n": i}) as call:
+                    if i % 20 < failing_in_20:
+                        call.mark_failed("Timeout", "upstream timed out")
+                with tool_call("kb.search", arguments={"n": i}) as call:
+                    if i % 10 == 0:
+                        call.mark_failed("NotFound", "no match")
+            i += 1
+            time.sleep(0.1)
+
+
+def test_tool_failure_spike_is_found_within_a_minute_and_resolves(tmp_path: Path) -> None:
+    config = tmp_path / "spike.yaml"
+    config.write_text(SPIKE_CONFIG)
+    server = AgentwatchProcess(
+        tmp_path / "data", "--config", str(config), env={"AGENTWATCH_FLUSH_INTERVAL_S": "0.2"}
+    ).start()
+    agent = Agent(server.endpoints["otlp_grpc"], "support-agent", "host-5:1")
+    configure(tracer_provider=agent.provider)
+    stop = threading.Event()
+    try:
+        healthy = start(_call_tools, agent, [(40, 1)], stop)  # 5% (and kb.search 10%)
+        healthy.join(120)
+        jump_at = time.time()
+        spiking = start(_call_tools, agent, [(60, 8)], stop)  # 40%
+
+        def crm_spike() -> dict[str, Any] | None:
+            found = findings(server, kind="tool_failure_spike")
+            return next((f for f in found if f["tool_name"] == "crm.lookup"), None)
+
+        opened = wait_for(crm_spike, timeout_s=90, interval_s=0.5)
+        stop.set()
+        spiking.join(30)
+        assert opened["state"] == "open"
+        assert opened["agent_name"] == "support-agent"
+        opened_at = datetime.fromisoformat(opened["opened_at"].replace("Z", "+00:00"))
+        assert opened_at.timestamp() - jump_at <= 60  # event time: within a minute
+        assert opened["evidence"]["top_error_types"][0]["error_type"] == "Timeout"
+        assert opened["evidence"]["example_trace_ids"]
+
+        stop.clear()
+        recovering = start(_call_tools, agent, [(40, 1)], stop)
+
+        def resolved() -> dict[str, Any] | None:
+            found = findings(server, kind="tool_failure_spike", state="resolved")
+            return next((f for f in found if f["id"] == opened["id"]), None)
+
+        wait_for(resolved, timeout_s=60, interval_s=0.5)
+        stop.set()
+        recovering.join(30)
+        # kb.search failed 10% of its calls all along: never a spike.
+        assert {f["tool_name"] for f in findings(server, kind="tool_failure_spike")} == {
+            "crm.lookup"
+        }
+    finally:
+        stop.set()
+        agent.shutdown()
+        server.kill()
