@@ -41,7 +41,7 @@ _WANTED_KEY_TUPLE = tuple(
 )
 _ERROR = Status.STATUS_CODE_ERROR
 _NO_ATTRIBUTES: dict[str, str] = {}
-_NO_FIELDS = StepFields("", "", "", "", 0, 0, "")
+_NO_FIELDS = StepFields("", "", "", "", 0, 0, "", "", "")
 _NOT_RESOLVED = ResolvedSpan(b"", "", "", "")
 _NOT_RESOLVED_TUPLE = ("", "", "")
 
@@ -74,6 +74,8 @@ class AgentSpan(NamedTuple):
     marker: str = ""  # "heartbeat" / "pending" for agentwatch_sdk markers
     pending_span_id: str = ""  # a pending marker: the span that started
     pending_name: str = ""
+    model: str = ""  # the response model, else the request model
+    provider: str = ""
     # The wanted attributes as text (convention keys, markers, and the caller's extra
     # keys, e.g. a "failure inside a successful result" flag). Shared: do not mutate.
     attributes: dict[str, str] = {}
@@ -161,6 +163,8 @@ def record_agent_spans(
                 attrs.get(MARKER_KEY, ""),
                 attrs.get(PENDING_SPAN_ID, "").lower(),
                 attrs.get(PENDING_NAME, ""),
+                fields.model,
+                fields.provider,
                 attrs,
             )
         )
@@ -213,6 +217,8 @@ def record_agent_spans_python(
                         marker=attrs.get(MARKER_KEY, ""),
                         pending_span_id=attrs.get(PENDING_SPAN_ID, "").lower(),
                         pending_name=attrs.get(PENDING_NAME, ""),
+                        model=fields.model,
+                        provider=fields.provider,
                         attributes=attrs,
                     )
                 )

@@ -191,6 +191,8 @@ class StepFields(NamedTuple):
     input_tokens: int
     output_tokens: int
     error_type: str
+    model: str  # the response model, else the request model
+    provider: str
 
 
 def derive_step_fields(span_attrs: Mapping[str, str]) -> StepFields:
@@ -221,6 +223,20 @@ def derive_step_fields(span_attrs: Mapping[str, str]) -> StepFields:
             or get("llm.usage.completion_tokens")
         ),
         get("error.type") or "",
+        get("gen_ai.response.model")
+        or get("llm.response.model_name")
+        or get("gen_ai.request.model")
+        or get("llm.request.model_name")
+        or get("llm.model_name")
+        or get("embedding.model_name")
+        or "",
+        (
+            get("gen_ai.provider.name")
+            or get("gen_ai.system")
+            or get("llm.provider")
+            or get("llm.system")
+            or ""
+        ).lower(),
     )
 
 

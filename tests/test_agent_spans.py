@@ -37,6 +37,8 @@ def _agent_traffic(runs: int) -> list[ExportTraceServiceRequest]:
                 parent=root_id,
                 attributes={
                     "gen_ai.operation.name": "chat",
+                    "gen_ai.response.model": f"gpt-4o-{n % 2}",
+                    "gen_ai.provider.name": "OpenAI",
                     "gen_ai.usage.input_tokens": 100 + n,
                     "gen_ai.usage.output_tokens": "7",
                 },
@@ -113,6 +115,8 @@ def test_agent_fields_match_the_reference_translation(walker: str) -> None:
             batch.OutputTokens[i],
             batch.Timestamp[i],
             batch.Timestamp[i] + batch.Duration[i],
+            batch.ResponseModel[i] or batch.RequestModel[i],
+            batch.Provider[i],
         )
         for batch in expected
         for i in range(len(batch.SpanId))
@@ -132,6 +136,8 @@ def test_agent_fields_match_the_reference_translation(walker: str) -> None:
             s.output_tokens,
             s.start_ns,
             s.end_ns,
+            s.model,
+            s.provider,
         )
         for s in spans
     ]
@@ -139,6 +145,8 @@ def test_agent_fields_match_the_reference_translation(walker: str) -> None:
     assert seen == columns
     assert {s.tenant for s in spans} == {"acme"}
     assert any(s.tool_name for s in spans)
+    assert {s.model for s in spans} >= {"gpt-4o-0", "gpt-4o-1"}
+    assert "openai" in {s.provider for s in spans}
     assert any(s.tool_args_hash for s in spans)
     errors = [s.is_error for s in spans]
     assert errors == [bool(flag) for batch in expected for flag in batch.IsError]
