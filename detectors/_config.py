@@ -111,6 +111,15 @@ class ToolFailureSpikeConfig(_Section):
     )
 
 
+class ChangePointConfig(_Section):
+    enabled: bool = True
+    min_calls: int = Field(default=20, ge=1)  # established before a change counts
+    confirm_calls: int = Field(default=5, ge=2)  # calls on the new model / tool / schema
+    # New, not merely rare: (1 - its rate since it appeared) ^ calls before < this.
+    max_p_value: float = Field(default=0.001, gt=0.0, lt=1.0)
+    settle: Duration = 3600.0  # the change point resolves after this long
+
+
 class QualityDriftConfig(_Section):
     enabled: bool = True
 
@@ -122,6 +131,7 @@ class AgentSettings(_Section):
     runaway_loop: RunawayLoopConfig = RunawayLoopConfig()
     tool_failure_spike: ToolFailureSpikeConfig = ToolFailureSpikeConfig()
     quality_drift: QualityDriftConfig = QualityDriftConfig()
+    change_point: ChangePointConfig = ChangePointConfig()
 
 
 class _Document(AgentSettings):

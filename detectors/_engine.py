@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from detectors._change_points import ChangePointDetector
 from detectors._config import DetectorConfig
 from detectors._findings import Finding, FindingLog, FindingSink
 from detectors._runaway import RunawayLoopDetector
@@ -36,6 +37,7 @@ def build_detectors(config: DetectorConfig, sink: FindingSink) -> list[Detector]
         ZombieRunDetector(config, sink),
         RunawayLoopDetector(config, sink),
         ToolFailureSpikeDetector(config, sink),
+        ChangePointDetector(config, sink),
     ]
 
 

@@ -1,0 +1,271 @@
+"""change_point: what changed under an agent — its model, its tools, a tool's schema.
+
+Quality drifts after something changes: a vendor swaps the model, a tool appears, a
+tool's arguments change shape. Each is recorded as an `info` finding, per agent, once
+the change is confirmed, so drift findings (and people) can point at a likely cause:
+
+- `model`: the agent's LLM calls move to a response model (or provider) it had not
+  used in at least `min_calls` calls before;
+- `tool_added`: the agent calls a tool it had not called in `min_calls` tool calls;
+- `tool_schema`: a tool's arguments (JSON object keys of `gen_ai.tool.call.arguments`,
+  or of `input.value` on OpenInference TOOL spans) take a key set not seen before.
+
+Each is confirmed after `confirm_calls` calls of the new value, and only if it is new
+rather than rare: at the rate it is used since it appeared, the earlier calls would
+almost surely have included it ((1 - rate) ^ calls_before < `max_p_value`).
+
+A change point is an event: it opens when confirmed and resolves by itself after
+`settle` (the change is then the agent's new normal).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from detectors._common import NS, BoundedDict, iso
+from detectors._config import ChangePointConfig, DetectorConfig
+from detectors._findings import Finding, FindingSink, open_finding, resolve_finding
+from ingest import AgentSpan
+
+KIND = "change_point"
+_ARGUMENT_KEYS = ("gen_ai.tool.call.arguments", "input.value")
+_LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
+_MAX_VALUES = 64  # distinct models / tools / schemas remembered per agent
+
+
+@dataclass(slots=True)
+class _Agent:
+    tenant: str
+    agent_name: str
+    service_name: str
+    llm_calls: int = 0
+    tool_calls: int = 0
+    models: Counter[str] = field(default_factory=Counter)  # "provider/model" -> calls
+    tools: Counter[str] = field(default_factory=Counter)
+    schemas: dict[str, Counter[str]] = field(default_factory=dict)  # tool -> key set -> n
+    tool_schema_calls: Counter[str] = field(default_factory=Counter)
+    # When each value was first seen (the agent's call number then).
+    model_first: dict[str, int] = field(default_factory=dict)
+    tool_first: dict[str, int] = field(default_factory=dict)
+    schema_first: dict[str, dict[str, int]] = field(default_factory=dict)
+    reported: set[str] = field(default_factory=set)  # incidents already reported
+    open: list[Finding] = field(default_factory=list)
+
+
+class ChangePointDetector:
+    kind = KIND
+
+    def __init__(self, config: DetectorConfig, sink: FindingSink, max_agents: int = 10_000):
+        self._config = config
+        self._sink = sink
+        self._agents: BoundedDict[tuple[str, str], _Agent] = BoundedDict(max_agents)
+
+    def extra_keys(self) -> tuple[str, ...]:
+        return _ARGUMENT_KEYS
+
+    def consume(self, spans: Sequence[AgentSpan]) -> None:
+        for span in sorted(spans, key=lambda s: s.end_ns):
+            if span.marker or not span.agent_name:
+                continue
+            settings = self._settings(span.agent_name)
+            if not settings.enabled:
+                continue
+            key = (span.tenant, span.agent_name)
+            agent = self._agents.get(key)
+            if agent is None:
+                agent = self._agents[key] = _Agent(span.tenant, span.agent_name, span.service_name)
+            if span.operation in _LLM_OPERATIONS and span.model:
+                self._model_call(agent, span, settings)
+            elif span.tool_name and span.operation != "invoke_agent":
+                self._tool_call(agent, span, settings)
+
+    def _model_call(self, agent: _Agent, span: AgentSpan, settings: ChangePointConfig) -> None:
+        model = f"{span.provider}/{span.model}" if span.provider else span.model
+        agent.llm_calls += 1
+        if self._new_value(agent.models, agent.model_first, model, agent.llm_calls, settings):
+            before = max((m for m in agent.models if m != model), key=agent.models.__getitem__)
+            self._report(
+                agent,
+                span,
+                settings,
+                change="model",
+                incident=f"model\x00{model}",
+                summary=f"{agent.agent_name}: model changed from {before} to {model}",
+                evidence={"from": before, "to": model, "calls_before": agent.models[before]},
+            )
+
+    def _tool_call(self, agent: _Agent, span: AgentSpan, settings: ChangePointConfig) -> None:
+        tool = span.tool_name
+        agent.tool_calls += 1
+        if self._new_value(agent.tools, agent.tool_first, tool, agent.tool_calls, settings):
+            self._report(
+                agent,
+                span,
+                settings,
+                change="tool_added",
+                incident=f"tool\x00{tool}",
+                summary=f"{agent.agent_name}: started calling a new tool, {tool}",
+                evidence={"tool_name": tool, "tools_before": sorted(set(agent.tools) - {tool})},
+            )
+        schema = _argument_keys(span)
+        if schema is None:
+            return
+        seen = agent.schemas.setdefault(tool, Counter())
+        first = agent.schema_first.setdefault(tool, {})
+        agent.tool_schema_calls[tool] += 1
+        if self._new_value(seen, first, schema, agent.tool_schema_calls[tool], settings):
+            before = max((s for s in seen if s != schema), key=seen.__getitem__)
+            self._report(
+                agent,
+                span,
+                settings,
+                change="tool_schema",
+                incident=f"schema\x00{tool}\x00{schema}",
+                summary=(
+                    f"{agent.agent_name}: {tool} arguments changed from [{before}] to [{schema}]"
+                ),
+                evidence={
+                    "tool_name": tool,
+                    "from_keys": before.split(",") if before else [],
+                    "to_keys": schema.split(",") if schema else [],
+                },
+            )
+
+    @staticmethod
+    def _new_value(
+        counts: Counter[str],
+        first_seen: dict[str, int],
+        value: str,
+        call_number: int,
+        settings: ChangePointConfig,
+    ) -> bool:
+        """Count one call of `value`; True once it is confirmed as *new*.
+
+        New, not merely rare: at the rate it has been used since it first appeared,
+        the calls before that would almost surely have included it
+        ((1 - rate) ^ calls_before < max_p_value). A rarely used tool or an optional
+        argument showing up late is not a change.
+        """
+        if value not in counts and len(counts) >= _MAX_VALUES:
+            return False
+        counts[value] += 1
+        first = first_seen.setdefault(value, call_number)
+        calls_before = first - 1
+        if calls_before < settings.min_calls or counts[value] < settings.confirm_calls:
+            return False
+        if len(counts) < 2 or counts[value] > 4 * settings.confirm_calls:
+            return False  # long past its confirmation: an old value by now
+        rate = (counts[value] - 1) / max(1, call_number - first)  # the first call is given
+        return bool((1 - min(rate, 1.0)) ** calls_before < settings.max_p_value)
+
+    def _report(
+        self,
+        agent: _Agent,
+        span: AgentSpan,
+        settings: ChangePointConfig,
+        *,
+        change: str,
+        incident: str,
+        summary: str,
+        evidence: dict[str, Any],
+    ) -> None:
+        if incident in agent.reported:
+            return
+        agent.reported.add(incident)
+        agent.open.append(
+            open_finding(
+                self._sink,
+                kind=KIND,
+                tenant=agent.tenant,
+                incident=f"{agent.agent_name}\x00{incident}",
+                severity="info",
+                summary=summary,
+                now_ns=span.end_ns,
+                evidence={
+                    "change": change,
+                    **evidence,
+                    "first_seen_at": iso(span.end_ns),
+                    "example_trace_id": span.trace_id,
+                    "settles_after_s": settings.settle,
+                },
+                agent_name=agent.agent_name,
+                service_name=agent.service_name,
+                tool_name=str(evidence.get("tool_name", "")),
+                trace_id=span.trace_id,
+            )
+        )
+
+    def tick(self, now_ns: int) -> None:
+        for agent in self._agents.values():
+            if not agent.open:
+                continue
+            settle_ns = self._settings(agent.agent_name).settle * NS
+            keep = []
+            for finding in agent.open:
+                if now_ns - finding.opened_at_ns >= settle_ns:
+                    resolve_finding(self._sink, finding, now_ns=now_ns, reason="settled")
+                else:
+                    keep.append(finding)
+            agent.open = keep
+
+    def _settings(self, agent_name: str) -> ChangePointConfig:
+        return self._config.for_agent(agent_name).change_point
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "agents": [
+                {
+                    "tenant": a.tenant,
+                    "agent_name": a.agent_name,
+                    "service_name": a.service_name,
+                    "llm_calls": a.llm_calls,
+                    "tool_calls": a.tool_calls,
+                    "models": dict(a.models),
+                    "tools": dict(a.tools),
+                    "schemas": {tool: dict(c) for tool, c in a.schemas.items()},
+                    "tool_schema_calls": dict(a.tool_schema_calls),
+                    "model_first": a.model_first,
+                    "tool_first": a.tool_first,
+                    "schema_first": a.schema_first,
+                    "reported": sorted(a.reported),
+                    "open": [f.as_dict() for f in a.open],
+                }
+                for a in self._agents.values()
+            ]
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for data in state.get("agents", []):
+            agent = _Agent(data["tenant"], data["agent_name"], data["service_name"])
+            agent.llm_calls, agent.tool_calls = data["llm_calls"], data["tool_calls"]
+            agent.models = Counter(data["models"])
+            agent.tools = Counter(data["tools"])
+            agent.schemas = {tool: Counter(c) for tool, c in data["schemas"].items()}
+            agent.tool_schema_calls = Counter(data["tool_schema_calls"])
+            agent.model_first = dict(data["model_first"])
+            agent.tool_first = dict(data["tool_first"])
+            agent.schema_first = {t: dict(f) for t, f in data["schema_first"].items()}
+            agent.reported = set(data["reported"])
+            agent.open = [Finding.from_dict(f) for f in data["open"]]
+            self._agents[(agent.tenant, agent.agent_name)] = agent
+
+
+def _argument_keys(span: AgentSpan) -> str | None:
+    """The sorted top-level keys of the call's JSON arguments ("a,b"); None if unknown."""
+    text = span.attributes.get(_ARGUMENT_KEYS[0])
+    if text is None and span.operation == "execute_tool":
+        text = span.attributes.get(_ARGUMENT_KEYS[1])
+    if not text or text.lstrip()[:1] != "{":
+        return None
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None  # cut by the instrumentation's size limit, or not JSON
+    if not isinstance(value, dict):
+        return None
+    return ",".join(sorted(value))
