@@ -392,3 +392,39 @@ def test_tool_failure_spike_is_found_within_a_minute_and_resolves(tmp_path: Path
         stop.set()
         agent.shutdown()
         server.kill()
+
+
+def test_a_model_swap_is_a_change_point(server: AgentwatchProcess) -> None:
+    agent = Agent(server.endpoints["otlp_grpc"], "research-agent", "host-6:1")
+    try:
+        for n in range(60):
+            model = "gpt-4o" if n < 40 else "gpt-4.1-mini"
+            with (
+                agent.tracer.start_as_current_span(
+                    "invoke_agent research-agent",
+                    attributes={
+                        "gen_ai.operation.name": "invoke_agent",
+                        "gen_ai.agent.name": "research-agent",
+                    },
+                ),
+                agent.tracer.start_as_current_span(
+                    f"chat {model}",
+                    attributes={
+                        "gen_ai.operation.name": "chat",
+                        "gen_ai.provider.name": "openai",
+                        "gen_ai.request.model": model,
+                        "gen_ai.response.model": f"{model}-2026-01-01",
+                    },
+                ),
+            ):
+                pass
+    finally:
+        agent.shutdown()
+
+    found = wait_for(lambda: findings(server, kind="change_point"), timeout_s=60)
+
+    assert len(found) == 1
+    assert found[0]["agent_name"] == "research-agent"
+    assert found[0]["severity"] == "info"
+    assert found[0]["evidence"]["from"] == "openai/gpt-4o-2026-01-01"
+    assert found[0]["evidence"]["to"] == "openai/gpt-4.1-mini-2026-01-01"
