@@ -1,6 +1,11 @@
 """Ingest: validate, translate and normalize spans, and store them in ClickHouse."""
 
-from ingest._agent_spans import AgentSpan, read_agent_spans, record_agent_spans
+from ingest._agent_spans import (
+    AgentSpan,
+    Evaluation,
+    read_agent_spans,
+    record_agent_spans,
+)
 from ingest._batch import COLUMN_NAMES, SpanBatch
 from ingest._enclosing import Correction, EnclosingResolver, SpanLink
 from ingest._errors import (
@@ -22,6 +27,7 @@ __all__ = [
     "ClickHouseStore",
     "Correction",
     "EnclosingResolver",
+    "Evaluation",
     "IngestError",
     "IngestMetrics",
     "IngestPipeline",

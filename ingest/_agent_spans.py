@@ -10,6 +10,7 @@ run = own > enclosing > trace id.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import NamedTuple
 
@@ -46,6 +47,34 @@ _NOT_RESOLVED = ResolvedSpan(b"", "", "", "")
 _NOT_RESOLVED_TUPLE = ("", "", "")
 
 
+class Evaluation(NamedTuple):
+    """A `gen_ai.evaluation.result` event: an evaluator's verdict on the span's output."""
+
+    time_ns: int
+    name: str  # gen_ai.evaluation.name
+    score: float | None  # gen_ai.evaluation.score.value, when numeric
+    label: str  # gen_ai.evaluation.score.label
+
+
+EVALUATION_EVENT = "gen_ai.evaluation.result"
+
+
+def evaluation_of(time_ns: int, attrs: dict[str, str]) -> Evaluation:
+    text = attrs.get("gen_ai.evaluation.score.value", "")
+    try:
+        score: float | None = float(text) if text else None
+    except ValueError:
+        score = None
+    if score is not None and not math.isfinite(score):
+        score = None
+    return Evaluation(
+        time_ns,
+        attrs.get("gen_ai.evaluation.name", ""),
+        score,
+        attrs.get("gen_ai.evaluation.score.label", ""),
+    )
+
+
 class AgentSpan(NamedTuple):
     """One span as the detectors see it (ids are lowercase hex, times Unix ns).
 
@@ -79,6 +108,7 @@ class AgentSpan(NamedTuple):
     # The wanted attributes as text (convention keys, markers, and the caller's extra
     # keys, e.g. a "failure inside a successful result" flag). Shared: do not mutate.
     attributes: dict[str, str] = {}
+    evaluations: tuple[Evaluation, ...] = ()
 
     @property
     def is_marker(self) -> bool:
@@ -133,6 +163,7 @@ def record_agent_spans(
         service_name,
         instance_id,
         hits,
+        evaluation_events,
     ) in scanned:
         if hits:
             attrs = _attributes(hits)
@@ -166,6 +197,9 @@ def record_agent_spans(
                 fields.model,
                 fields.provider,
                 attrs,
+                tuple(evaluation_of(t, _attributes(e)) for t, e in evaluation_events)
+                if evaluation_events
+                else (),
             )
         )
     return out
@@ -220,6 +254,14 @@ def record_agent_spans_python(
                         model=fields.model,
                         provider=fields.provider,
                         attributes=attrs,
+                        evaluations=tuple(
+                            evaluation_of(
+                                event.time_unix_nano,
+                                {kv.key: any_value_to_str(kv.value) for kv in event.attributes},
+                            )
+                            for event in span.events
+                            if event.name == EVALUATION_EVENT
+                        ),
                     )
                 )
     return out

@@ -307,6 +307,49 @@ static int resource_text(cursor kv, const char *name, PyObject **target) {
     return 0;
 }
 
+/*
+ * An evaluation event (`gen_ai.evaluation.result`): append (time, [attributes...]) to
+ * *events (created on first use). Other events are skipped without a Python object.
+ */
+static const char EVALUATION_EVENT[] = "gen_ai.evaluation.result";
+
+static int record_event(cursor event, PyObject **events) {
+    cursor c = event, sub, name = {NULL, NULL};
+    uint32_t number;
+    int wire_type;
+    uint64_t time = 0;
+    while (c.p < c.end) {
+        if (next_field(&c, &number, &wire_type, &sub) < 0) return -1;
+        if (number == 1 && wire_type == 1) time = fixed64_at(c.p - 8);
+        else if (number == 2 && wire_type == 2) name = sub;
+    }
+    Py_ssize_t size = sizeof(EVALUATION_EVENT) - 1;
+    if (name.p == NULL || name.end - name.p != size || memcmp(name.p, EVALUATION_EVENT, size) != 0)
+        return 0;
+    PyObject *attributes = PyList_New(0);
+    if (attributes == NULL) return -2;
+    c = event;
+    while (c.p < c.end) {
+        if (next_field(&c, &number, &wire_type, &sub) < 0) goto fail;
+        if (number != 3 || wire_type != 2) continue;
+        PyObject *kv = decoded_or_bytes(sub);
+        if (kv == NULL || PyList_Append(attributes, kv) < 0) {
+            Py_XDECREF(kv);
+            goto fail;
+        }
+        Py_DECREF(kv);
+    }
+    if (*events == NULL && (*events = PyList_New(0)) == NULL) goto fail;
+    PyObject *entry = Py_BuildValue("(KN)", (unsigned long long)time, attributes);
+    if (entry == NULL) return -2;
+    int failed = PyList_Append(*events, entry);
+    Py_DECREF(entry);
+    return failed < 0 ? -2 : 0;
+fail:
+    Py_DECREF(attributes);
+    return PyErr_Occurred() ? -2 : -1;
+}
+
 static int record_span(cursor span, record_state *state) {
     static const uint8_t nothing[1] = {0};
     cursor trace = {nothing, nothing}, id = {nothing, nothing}, parent = {nothing, nothing};
@@ -314,10 +357,16 @@ static int record_span(cursor span, record_state *state) {
     uint64_t start = 0, end = 0, status = 0;
     uint32_t number;
     int wire_type;
-    PyObject *hits = PyList_New(0);
+    PyObject *hits = PyList_New(0), *events = NULL;
     if (hits == NULL) return -1;
     while (span.p < span.end) {
         if (next_field(&span, &number, &wire_type, &sub) < 0) goto malformed;
+        if (wire_type == 2 && number == 11) {
+            int outcome = record_event(sub, &events);
+            if (outcome == -1) goto malformed;
+            if (outcome < 0) goto error;
+            continue;
+        }
         if (wire_type == 1 && (number == 7 || number == 8)) {
             uint64_t value = fixed64_at(span.p - 8);
             if (number == 7) start = value; else end = value;
@@ -355,12 +404,13 @@ static int record_span(cursor span, record_state *state) {
             }
         }
     }
+    if (events == NULL && (events = PyTuple_New(0)) == NULL) goto error;
     PyObject *entry = Py_BuildValue(
-        "(NNNNy#KKKOON)",
+        "(NNNNy#KKKOONN)",
         hex_of(trace), hex_of(id), hex_of(parent), text_of(name),
         (const char *)id.p, id.end - id.p,
         (unsigned long long)start, (unsigned long long)end, (unsigned long long)status,
-        state->service, state->instance, hits);
+        state->service, state->instance, hits, events);
     if (entry == NULL) return -1;
     int failed = PyList_Append(state->out, entry);
     Py_DECREF(entry);
@@ -369,6 +419,7 @@ malformed:
     PyErr_SetString(PyExc_ValueError, "malformed span");
 error:
     Py_DECREF(hits);
+    Py_XDECREF(events);
     return -1;
 }
 
@@ -506,7 +557,7 @@ static PyMethodDef methods[] = {
     {"scan_record", scan_record, METH_VARARGS,
      "scan_record(record, keys) -> (tenant, {span_id: (agent, run, args_hash)}, "
      "[(trace_hex, span_hex, parent_hex, name, span_id, start, end, status_code, "
-     "service_name, instance_id, hits), ...])"},
+     "service_name, instance_id, hits, evaluation_events), ...])"},
     {"scan", scan, METH_VARARGS,
      "scan(body, keys, decode=False) -> [(trace_id, span_id, parent_span_id, [kv, ...]), ...]"},
     {NULL, NULL, 0, NULL},

@@ -6,5 +6,20 @@ def scan_record(
 ) -> tuple[
     str,
     dict[bytes, tuple[str, str, str]],
-    list[tuple[str, str, str, str, bytes, int, int, int, str, str, list[bytes | tuple[str, str]]]],
+    list[
+        tuple[
+            str,
+            str,
+            str,
+            str,
+            bytes,
+            int,
+            int,
+            int,
+            str,
+            str,
+            list[bytes | tuple[str, str]],
+            list[tuple[int, list[bytes | tuple[str, str]]]] | tuple[()],
+        ]
+    ],
 ]: ...

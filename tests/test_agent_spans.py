@@ -13,6 +13,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from ingest import (
     AgentSpan,
     EnclosingResolver,
+    Evaluation,
     _agent_spans,
     _resolve,
     record_agent_spans,
@@ -246,3 +247,31 @@ def _varint(value: int) -> bytes:
     from ingest._wal_record import varint
 
     return varint(value)
+
+
+def test_evaluation_events_are_read(walker: str) -> None:
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    span = make_span("chat", attributes={"gen_ai.operation.name": "chat"})
+    span.events.add(name="exception", attributes=[kv("exception.type", "Boom")])
+    evaluation = span.events.add(name="gen_ai.evaluation.result", time_unix_nano=1234)
+    evaluation.attributes.extend(
+        [
+            kv("gen_ai.evaluation.name", "relevance"),
+            KeyValue(key="gen_ai.evaluation.score.value", value=AnyValue(double_value=0.25)),
+            kv("gen_ai.evaluation.score.label", "poor"),
+        ]
+    )
+    labelled = span.events.add(name="gen_ai.evaluation.result", time_unix_nano=1235)
+    labelled.attributes.extend(
+        [kv("gen_ai.evaluation.name", "faithful"), kv("gen_ai.evaluation.score.label", "pass")]
+    )
+    (record,) = _records([make_request([span])])
+
+    (read,) = record_agent_spans(record)
+
+    assert read.evaluations == (
+        Evaluation(1234, "relevance", 0.25, "poor"),
+        Evaluation(1235, "faithful", None, "pass"),
+    )
+    assert [read] == _agent_spans.record_agent_spans_python(record)
