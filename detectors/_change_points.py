@@ -36,6 +36,7 @@ KIND = "change_point"
 _ARGUMENT_KEYS = ("gen_ai.tool.call.arguments", "input.value")
 _LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
 _MAX_VALUES = 64  # distinct models / tools / schemas remembered per agent
+_HISTORY = 10  # change points kept per agent as likely causes of drift
 
 
 @dataclass(slots=True)
@@ -55,6 +56,7 @@ class _Agent:
     schema_first: dict[str, dict[str, int]] = field(default_factory=dict)
     reported: set[str] = field(default_factory=set)  # incidents already reported
     open: list[Finding] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)  # the last few, for causes
 
 
 class ChangePointDetector:
@@ -177,28 +179,40 @@ class ChangePointDetector:
         if incident in agent.reported:
             return
         agent.reported.add(incident)
-        agent.open.append(
-            open_finding(
-                self._sink,
-                kind=KIND,
-                tenant=agent.tenant,
-                incident=f"{agent.agent_name}\x00{incident}",
-                severity="info",
-                summary=summary,
-                now_ns=span.end_ns,
-                evidence={
-                    "change": change,
-                    **evidence,
-                    "first_seen_at": iso(span.end_ns),
-                    "example_trace_id": span.trace_id,
-                    "settles_after_s": settings.settle,
-                },
-                agent_name=agent.agent_name,
-                service_name=agent.service_name,
-                tool_name=str(evidence.get("tool_name", "")),
-                trace_id=span.trace_id,
-            )
+        finding = open_finding(
+            self._sink,
+            kind=KIND,
+            tenant=agent.tenant,
+            incident=f"{agent.agent_name}\x00{incident}",
+            severity="info",
+            summary=summary,
+            now_ns=span.end_ns,
+            evidence={
+                "change": change,
+                **evidence,
+                "first_seen_at": iso(span.end_ns),
+                "example_trace_id": span.trace_id,
+                "settles_after_s": settings.settle,
+            },
+            agent_name=agent.agent_name,
+            service_name=agent.service_name,
+            tool_name=str(evidence.get("tool_name", "")),
+            trace_id=span.trace_id,
         )
+        agent.open.append(finding)
+        agent.history.append({"id": finding.id, "summary": summary, "at_ns": span.end_ns})
+        del agent.history[:-_HISTORY]
+
+    def recent_changes(self, tenant: str, agent_name: str, since_ns: int) -> list[dict[str, Any]]:
+        """The agent's change points since `since_ns`, oldest first (drift's likely causes)."""
+        agent = self._agents.get((tenant, agent_name))
+        if agent is None:
+            return []
+        return [
+            {"id": c["id"], "summary": c["summary"], "at": iso(c["at_ns"])}
+            for c in agent.history
+            if c["at_ns"] >= since_ns
+        ]
 
     def tick(self, now_ns: int) -> None:
         for agent in self._agents.values():
@@ -234,6 +248,7 @@ class ChangePointDetector:
                     "schema_first": a.schema_first,
                     "reported": sorted(a.reported),
                     "open": [f.as_dict() for f in a.open],
+                    "history": a.history,
                 }
                 for a in self._agents.values()
             ]
@@ -252,6 +267,7 @@ class ChangePointDetector:
             agent.schema_first = {t: dict(f) for t, f in data["schema_first"].items()}
             agent.reported = set(data["reported"])
             agent.open = [Finding.from_dict(f) for f in data["open"]]
+            agent.history = list(data.get("history", []))
             self._agents[(agent.tenant, agent.agent_name)] = agent
 
 

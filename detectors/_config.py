@@ -122,6 +122,26 @@ class ChangePointConfig(_Section):
 
 class QualityDriftConfig(_Section):
     enabled: bool = True
+    reference_samples: int = Field(default=50, ge=5)  # the baseline: the first scores
+    window: int = Field(default=30, ge=5)  # the recent scores compared with it
+    min_samples: int = Field(default=20, ge=3)  # recent scores needed for a verdict
+    cusum_k: float = Field(default=0.5, ge=0.0)  # CUSUM allowance, in reference std devs
+    cusum_h: float = Field(default=5.0, gt=0.0)  # CUSUM alarm level, in reference std devs
+    max_p_value: float = Field(default=0.01, gt=0.0, lt=1.0)  # Mann-Whitney U, one-sided
+    min_drop: float = Field(default=0.05, ge=0.0)  # smallest mean drop worth a finding
+    # Scores for evaluations that only give a label.
+    labels: dict[str, float] = {
+        "pass": 1.0,
+        "true": 1.0,
+        "correct": 1.0,
+        "yes": 1.0,
+        "good": 1.0,
+        "fail": 0.0,
+        "false": 0.0,
+        "incorrect": 0.0,
+        "no": 0.0,
+        "bad": 0.0,
+    }
 
 
 class AgentSettings(_Section):

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from detectors._change_points import ChangePointDetector
 from detectors._config import DetectorConfig
 from detectors._findings import Finding, FindingLog, FindingSink
+from detectors._quality import QualityDriftDetector
 from detectors._runaway import RunawayLoopDetector
 from detectors._tool_failures import ToolFailureSpikeDetector
 from detectors._zombie import ZombieRunDetector
@@ -33,11 +34,14 @@ class Detector(Protocol):
 
 
 def build_detectors(config: DetectorConfig, sink: FindingSink) -> list[Detector]:
+    changes = ChangePointDetector(config, sink)
     return [
         ZombieRunDetector(config, sink),
         RunawayLoopDetector(config, sink),
         ToolFailureSpikeDetector(config, sink),
-        ChangePointDetector(config, sink),
+        # Before quality_drift, so a change and the drift it causes in one batch link up.
+        changes,
+        QualityDriftDetector(config, sink, changes.recent_changes),
     ]
 
 

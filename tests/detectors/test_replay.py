@@ -152,7 +152,10 @@ def test_traffic_is_deterministic_and_incidents_leave_the_healthy_runs_unchanged
     with_incident = generate(1, seed=SEED, incidents=[Incident("cycle", 600, "research-agent")])
 
     def key(span: AgentSpan) -> tuple[object, ...]:
-        return tuple(span)[:-1]  # every field but the attributes dict (unhashable)
+        # Every field but the attributes dict (unhashable).
+        return tuple(
+            v for name, v in zip(AgentSpan._fields, span, strict=True) if name != "attributes"
+        )
 
     healthy = {key(s): batch.delivered_ns for batch in first.batches for s in batch.spans}
     spans = {key(s): batch.delivered_ns for batch in with_incident.batches for s in batch.spans}
