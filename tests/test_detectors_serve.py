@@ -428,3 +428,33 @@ def test_a_model_swap_is_a_change_point(server: AgentwatchProcess) -> None:
     assert found[0]["severity"] == "info"
     assert found[0]["evidence"]["from"] == "openai/gpt-4o-2026-01-01"
     assert found[0]["evidence"]["to"] == "openai/gpt-4.1-mini-2026-01-01"
+
+
+def test_evaluation_scores_that_drop_are_quality_drift(server: AgentwatchProcess) -> None:
+    agent = Agent(server.endpoints["otlp_grpc"], "support-agent", "host-7:1")
+    try:
+        for n in range(120):
+            score = 0.9 - 0.02 * (n % 5) if n < 80 else 0.5 + 0.02 * (n % 5)
+            with agent.tracer.start_as_current_span(
+                "invoke_agent support-agent",
+                attributes={
+                    "gen_ai.operation.name": "invoke_agent",
+                    "gen_ai.agent.name": "support-agent",
+                },
+            ) as run:
+                run.add_event(
+                    "gen_ai.evaluation.result",
+                    {
+                        "gen_ai.evaluation.name": "helpfulness",
+                        "gen_ai.evaluation.score.value": score,
+                    },
+                )
+    finally:
+        agent.shutdown()
+
+    found = wait_for(lambda: findings(server, kind="quality_drift"), timeout_s=60)
+
+    assert len(found) == 1
+    assert found[0]["agent_name"] == "support-agent"
+    assert found[0]["evidence"]["evaluation_name"] == "helpfulness"
+    assert found[0]["evidence"]["recent_mean"] < found[0]["evidence"]["reference_mean"] - 0.05
