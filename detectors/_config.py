@@ -129,6 +129,14 @@ class QualityDriftConfig(_Section):
     cusum_h: float = Field(default=5.0, gt=0.0)  # CUSUM alarm level, in reference std devs
     max_p_value: float = Field(default=0.01, gt=0.0, lt=1.0)  # Mann-Whitney U, one-sided
     min_drop: float = Field(default=0.05, ge=0.0)  # smallest mean drop worth a finding
+    # Behaviour: runs' feature vectors, recent vs reference, by a classifier two-sample
+    # test (drift when its cross-validated ROC AUC passes behaviour_auc).
+    behaviour: bool = True
+    behaviour_reference_runs: int = Field(default=200, ge=20)
+    behaviour_window_runs: int = Field(default=100, ge=20)
+    behaviour_check_every: int = Field(default=50, ge=1)  # finished runs between checks
+    behaviour_auc: float = Field(default=0.7, gt=0.5, le=1.0)
+    behaviour_resolve_auc: float = Field(default=0.6, gt=0.5, le=1.0)
     # Scores for evaluations that only give a label.
     labels: dict[str, float] = {
         "pass": 1.0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from detectors._behaviour import BehaviourDriftDetector
 from detectors._change_points import ChangePointDetector
 from detectors._config import DetectorConfig
 from detectors._findings import Finding, FindingLog, FindingSink
@@ -42,6 +43,7 @@ def build_detectors(config: DetectorConfig, sink: FindingSink) -> list[Detector]
         # Before quality_drift, so a change and the drift it causes in one batch link up.
         changes,
         QualityDriftDetector(config, sink, changes.recent_changes),
+        BehaviourDriftDetector(config, sink, changes.recent_changes),
     ]
 
 
