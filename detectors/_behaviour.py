@@ -290,7 +290,9 @@ def _classifier_auc(
     names = [*_BASE_FEATURES, *(name for name, _ in tools.most_common(_MAX_TOOL_FEATURES))]
     rows = [[row.get(name, 0.0) for name in names] for row in [*reference, *recent]]
     labels = [0] * len(reference) + [1] * len(recent)
-    model = RandomForestClassifier(n_estimators=50, max_depth=5, random_state=0, n_jobs=1)
+    model = RandomForestClassifier(
+        n_estimators=25, max_depth=4, min_samples_leaf=5, random_state=0, n_jobs=1
+    )
     folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=0)
     scores = cross_val_predict(model, rows, labels, cv=folds, method="predict_proba")[:, 1]
     auc = float(roc_auc_score(labels, scores))
