@@ -88,7 +88,7 @@ class ToolFailureSpikeConfig(_Section):
     enabled: bool = True
     min_calls: int = Field(default=20, ge=1)  # in the short window
     # The Google SRE workbook's multiwindow pages, against the tool's own baseline.
-    windows: tuple[BurnRateWindow, ...] = (
+    windows: Annotated[tuple[BurnRateWindow, ...], Field(min_length=1)] = (
         BurnRateWindow(long=3600.0, short=300.0, burn_rate=14.4, severity="critical"),
         BurnRateWindow(long=6 * 3600.0, short=1800.0, burn_rate=6.0, severity="error"),
     )
@@ -106,7 +106,8 @@ class ToolFailureSpikeConfig(_Section):
     prior_rate: float = Field(default=0.05, gt=0.0, lt=1.0)
     prior_calls: int = Field(default=20, ge=0)
     min_baseline_rate: float = Field(default=0.01, gt=0.0, lt=1.0)
-    failure_attributes: tuple[FailureAttribute, ...] = (
+    # At most 8: the feed reads a bounded set of extra attributes.
+    failure_attributes: Annotated[tuple[FailureAttribute, ...], Field(max_length=8)] = (
         FailureAttribute(key="tool.result.success", equals="false"),
     )
 

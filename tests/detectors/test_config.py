@@ -108,6 +108,17 @@ def test_a_bad_duration_error_says_what_is_expected() -> None:
         ({"runaway_loop": {"max_repeats": 1}}, "detectors.runaway_loop.max_repeats"),
         ({"runaway_loop": {"enabled": "perhaps"}}, "detectors.runaway_loop.enabled"),
         ({"zombie_run": 5}, "detectors.zombie_run"),
+        ({"tool_failure_spike": {"windows": []}}, "detectors.tool_failure_spike.windows"),
+        (
+            {"tool_failure_spike": {"windows": [{"long": "1h", "short": "5m", "burn_rate": 1}]}},
+            "detectors.tool_failure_spike.windows.0.burn_rate",
+        ),
+        (
+            {"tool_failure_spike": {"failure_attributes": [{"key": "x"}]}},
+            "detectors.tool_failure_spike.failure_attributes.0.equals",
+        ),
+        ({"quality_drift": {"behaviour_auc": 0.4}}, "detectors.quality_drift.behaviour_auc"),
+        ({"change_point": {"confirm_calls": 1}}, "detectors.change_point.confirm_calls"),
     ],
 )
 def test_a_bad_value_is_a_one_line_error_naming_the_setting(
