@@ -16,9 +16,19 @@ The traffic reaches agentwatch the way an OTLP exporter delivers it:
   the service name and the trace id — the fields a detector sees.
 
 Randomness is seeded per run, so the healthy traffic is the same with or without
-injected incidents (`Incident`), which add runs of their own. `generate` returns the
-export requests in delivery order; `replay` feeds them to a `DetectorEngine`, ticking it
-on event time, and collects every finding version.
+injected incidents (`Incident`). Run incidents (zombies, loops) add runs of their own;
+condition incidents change what the healthy runs meet from a point in event time: a
+tool outage (its failure rate jumps, then recovers), a slow decay of an agent's
+evaluation scores, a model swap (optionally with a quality drop). Every incident
+records its ground truth (`GroundTruth`: the finding kind it should raise, about whom,
+and when). `generate` returns the export requests in delivery order; `replay` feeds
+them to a `DetectorEngine`, ticking it on event time, and collects every finding
+version.
+
+`FLEET` is the fleet of the replay tests; `BENCH_FLEET` (the detector benchmark's) is
+the same fleet with 3-15% background tool failures, each tool its own rate, some
+reported inside a "successful" result (`tool.result.success = "false"`), and an
+evaluation score on every run of the agents that are evaluated.
 """
 
 from __future__ import annotations
@@ -29,12 +39,12 @@ import json
 import math
 import random
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from detectors import DetectorConfig, DetectorEngine, Finding
 from detectors._zombie import ZombieRunDetector
-from ingest import AgentSpan
+from ingest import AgentSpan, Evaluation
 from ingest._enclosing import EnclosingResolver, SpanLink
 
 NS = 1_000_000_000
@@ -48,6 +58,8 @@ HEALTH_CHECK_INTERVAL_NS = 60 * NS
 # runaway_loop defaults (500 steps, 2M tokens).
 GUARD_STEPS = 440
 GUARD_TOKENS = 1_500_000
+SUCCESS_ATTRIBUTE = "tool.result.success"  # a tool's own verdict, on tools that report one
+_NO_ATTRIBUTES: dict[str, str] = {}
 
 
 # -- the fleet -----------------------------------------------------------------------
@@ -62,6 +74,9 @@ class Tool:
     error_rate: float  # other failures (the tool reports an error)
     http: bool = False  # calls an HTTP API (a client span under the tool span)
     pool: int = 0  # values of `param` within one run (0: a fresh value each call)
+    # The share of its failures reported inside a "successful" result (the span is OK,
+    # `tool.result.success` is "false"); such a tool reports "true" when it succeeds.
+    soft_failures: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +101,13 @@ class AgentProfile:
     max_context: int  # the agent compacts its context beyond this
     parallel_tools_share: float
     tools: tuple[Tool, ...]
+    provider: str = ""  # gen_ai.provider.name of its LLM calls ("": from the model's name)
+    # An evaluation scored on each of its runs (gen_ai.evaluation.result on the agent
+    # span, "": none): a noisy score around `quality`, and now and then a bad answer.
+    evaluation: str = ""
+    quality: float = 0.85
+    quality_noise: float = 0.05
+    bad_answer_share: float = 0.03  # scored 0.1-0.5
 
 
 FLEET: tuple[AgentProfile, ...] = (
@@ -193,13 +215,96 @@ FLEET: tuple[AgentProfile, ...] = (
 )
 
 
+# Background failure rates (3-15%, each tool its own) and the share reported inside a
+# successful result, per tool of BENCH_FLEET; and the agents whose runs are evaluated.
+_BENCH_FAILURES: dict[str, dict[str, tuple[float, float]]] = {
+    "support-agent": {
+        "crm.lookup_customer": (0.03, 0.0),
+        "tickets.search": (0.05, 0.3),
+        "tickets.get": (0.04, 0.0),
+        "orders.get": (0.07, 0.2),
+        "kb.search": (0.03, 0.5),
+        "refunds.create": (0.12, 0.4),
+        "email.send": (0.06, 0.0),
+    },
+    "research-agent": {
+        "web.search": (0.04, 0.0),
+        "web.fetch": (0.15, 0.1),
+        "arxiv.search": (0.05, 0.0),
+        "pdf.read": (0.08, 0.3),
+        "python.run": (0.13, 0.5),
+        "notes.write": (0.03, 0.0),
+    },
+    "billing-agent": {
+        "customer.get": (0.03, 0.0),
+        "ledger.get_invoice": (0.06, 0.2),
+        "payments.get": (0.05, 0.0),
+        "payments.refund": (0.14, 0.5),
+        "tax.compute": (0.04, 0.3),
+    },
+    "faq-agent": {"kb.search": (0.03, 0.5)},
+}
+_BENCH_EVALUATIONS = {
+    "support-agent": "answer_quality",
+    "billing-agent": "answer_quality",
+    "faq-agent": "answer_relevance",
+}
+
+
+def _bench_profile(agent: AgentProfile) -> AgentProfile:
+    rates = _BENCH_FAILURES[agent.agent_name]
+    tools = tuple(
+        replace(tool, error_rate=rates[tool.name][0], soft_failures=rates[tool.name][1])
+        for tool in agent.tools
+    )
+    return replace(agent, tools=tools, evaluation=_BENCH_EVALUATIONS.get(agent.agent_name, ""))
+
+
+BENCH_FLEET: tuple[AgentProfile, ...] = tuple(_bench_profile(agent) for agent in FLEET)
+
+
 def profile(agent_name: str, fleet: Sequence[AgentProfile] = FLEET) -> AgentProfile:
     return next(p for p in fleet if p.agent_name == agent_name)
 
 
+def provider_of(agent: AgentProfile, model: str = "") -> str:
+    """The provider of the agent's LLM calls: its own, else read from the model's name."""
+    if agent.provider:
+        return agent.provider
+    name = model or agent.model
+    if name.startswith("claude"):
+        return "anthropic"
+    if name.startswith("gemini"):
+        return "gcp.gemini"
+    return "openai"
+
+
 # -- incidents -----------------------------------------------------------------------
 
-IncidentKind = Literal["zombie_tool", "zombie_heartbeats", "repeated_call", "cycle", "step_budget"]
+IncidentKind = Literal[
+    "zombie_tool",
+    "zombie_heartbeats",
+    "repeated_call",
+    "cycle",
+    "step_budget",
+    "tool_outage",
+    "quality_decay",
+    "model_swap",
+]
+RUN_INCIDENTS = frozenset(
+    {"zombie_tool", "zombie_heartbeats", "repeated_call", "cycle", "step_budget"}
+)
+# The finding kind each incident should raise (a model swap with a quality drop: both).
+EXPECTED_KIND: dict[str, str] = {
+    "zombie_tool": "zombie_run",
+    "zombie_heartbeats": "zombie_run",
+    "repeated_call": "runaway_loop",
+    "cycle": "runaway_loop",
+    "step_budget": "runaway_loop",
+    "tool_outage": "tool_failure_spike",
+    "quality_decay": "quality_drift",
+    "model_swap": "change_point",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +321,15 @@ class Incident:
     A zombie's stuck step ends (as a timeout) after `hang_s` (None: never, and the run
     never ends either). Then the agent goes on for at least two export intervals before
     it finishes — or, with `give_up`, the run ends at once.
+
+    Conditions, from `at_s` on, for the healthy runs:
+
+    - tool_outage: `tool_name` fails `failure_rate` of its calls (for every agent
+      calling it) for `duration_s`, then recovers;
+    - quality_decay: the agent's evaluation scores fall linearly by `drop` over
+      `duration_s`, stay down for `hold_s`, then are back (a fix is rolled out);
+    - model_swap: the agent's LLM calls use `model` (and `provider`, "": the same
+      provider) for good; with `drop` > 0 its scores fall by `drop` at once, for `hold_s`.
     """
 
     kind: IncidentKind
@@ -224,6 +338,13 @@ class Incident:
     hang_s: float | None = None
     give_up: bool = False
     repeats: int = 6
+    tool_name: str = ""
+    duration_s: float = 3600.0
+    failure_rate: float = 0.5
+    drop: float = 0.0
+    hold_s: float = 3600.0
+    model: str = ""
+    provider: str = ""
 
 
 @dataclass(slots=True)
@@ -243,6 +364,29 @@ class InjectedRun:
     detectable_at_ns: int = 0  # loops: the end of the step that makes it a loop
 
 
+@dataclass(frozen=True, slots=True)
+class GroundTruth:
+    """What one injected incident should raise: the finding kind, about whom, and when.
+
+    A finding may name the agent by its own name or, for steps that arrived before the
+    agent span, by its service's (ingest's fallback): `agent_names` holds both, and ""
+    for a tool's finding across agents. `trace_id` is set for run incidents. The
+    incident lasts from `start_ns` to `end_ns` (0: never ends); it can be detected from
+    `onset_ns` on (a zombie's last activity, a loop's decisive step, an outage's or a
+    decay's start, a swap).
+    """
+
+    incident: Incident
+    kind: str
+    agent_names: tuple[str, ...]
+    start_ns: int
+    end_ns: int
+    onset_ns: int
+    tool_name: str = ""
+    trace_id: str = ""
+    model: str = ""  # model_swap: the new model ("provider/model")
+
+
 # -- output --------------------------------------------------------------------------
 
 
@@ -260,10 +404,11 @@ class Traffic:
     end_ns: int  # replay until here (past the last delivery)
     batches: list[Batch]
     runs_by_agent: dict[str, int]
-    injected: list[InjectedRun]
+    injected: list[InjectedRun]  # the run incidents
     max_steps_per_run: int  # over the healthy runs
     max_tokens_per_run: int
     slow_llm_calls: int  # healthy LLM calls of 20 s or more
+    truth: list[GroundTruth] = field(default_factory=list)  # every incident's
 
     @property
     def runs(self) -> int:
@@ -301,6 +446,10 @@ class _Raw:
     marker: str = ""
     pending_span_id: str = ""
     pending_name: str = ""
+    model: str = ""
+    provider: str = ""
+    attributes: dict[str, str] = field(default_factory=lambda: _NO_ATTRIBUTES)
+    evaluations: tuple[Evaluation, ...] = ()
 
 
 @dataclass(slots=True)
@@ -331,6 +480,65 @@ def args_hash(arguments: dict[str, Any]) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
+class _Conditions:
+    """What the condition incidents change for the healthy runs, at a point in event time."""
+
+    def __init__(self, incidents: Sequence[Incident]) -> None:
+        # tool -> [(from, to, failure rate)]
+        self.outages: dict[str, list[tuple[int, int, float]]] = {}
+        # agent -> [(at, model, provider)], by time
+        self.swaps: dict[str, list[tuple[int, str, str]]] = {}
+        # agent -> [(from, fully down at, back at, drop)]
+        self.drops: dict[str, list[tuple[int, int, int, float]]] = {}
+        for incident in incidents:
+            at = START_NS + _secs(incident.at_s)
+            if incident.kind == "tool_outage":
+                end = at + _secs(incident.duration_s)
+                self.outages.setdefault(incident.tool_name, []).append(
+                    (at, end, incident.failure_rate)
+                )
+            elif incident.kind == "quality_decay":
+                if incident.drop <= 0:
+                    raise ValueError("a quality_decay needs a drop > 0")
+                down = at + _secs(incident.duration_s)
+                self.drops.setdefault(incident.agent_name, []).append(
+                    (at, down, down + _secs(incident.hold_s), incident.drop)
+                )
+            elif incident.kind == "model_swap":
+                self.swaps.setdefault(incident.agent_name, []).append(
+                    (at, incident.model, incident.provider)
+                )
+                if incident.drop > 0:
+                    self.drops.setdefault(incident.agent_name, []).append(
+                        (at, at, at + _secs(incident.hold_s), incident.drop)
+                    )
+        for swaps in self.swaps.values():
+            swaps.sort()
+
+    def failure_rate(self, tool: Tool, at_ns: int) -> float:
+        for start, end, rate in self.outages.get(tool.name, ()):
+            if start <= at_ns < end:
+                return rate
+        return tool.error_rate
+
+    def model(self, agent: AgentProfile, at_ns: int) -> tuple[str, str]:
+        model, provider = agent.model, provider_of(agent)
+        for at, new_model, new_provider in self.swaps.get(agent.agent_name, ()):
+            if at > at_ns:
+                break
+            model = new_model or f"{model}-next"
+            provider = new_provider or provider
+        return model, provider
+
+    def quality(self, agent: AgentProfile, at_ns: int) -> float:
+        """The agent's mean evaluation score at `at_ns`."""
+        mean = agent.quality
+        for start, down, back, drop in self.drops.get(agent.agent_name, ()):
+            if start <= at_ns < back:
+                mean -= drop if at_ns >= down else drop * (at_ns - start) / (down - start)
+        return mean
+
+
 class _RunSim:
     """One run of one agent in one process: appends the spans its process exports."""
 
@@ -342,8 +550,10 @@ class _RunSim:
         process: int,
         rng: random.Random,
         start_ns: int,
+        conditions: _Conditions | None = None,
     ) -> None:
         self.out = out
+        self.conditions = conditions or _Conditions(())
         self.seq = seq
         self.agent = agent
         self.process = process
@@ -415,6 +625,10 @@ class _RunSim:
         input_tokens: int = 0,
         output_tokens: int = 0,
         error_type: str = "",
+        model: str = "",
+        provider: str = "",
+        attributes: dict[str, str] | None = None,
+        evaluations: tuple[Evaluation, ...] = (),
     ) -> _Raw:
         return self._emit(
             _Raw(
@@ -435,6 +649,10 @@ class _RunSim:
                 output_tokens=output_tokens,
                 is_error=bool(error_type),
                 error_type=error_type,
+                model=model,
+                provider=provider,
+                attributes=attributes or _NO_ATTRIBUTES,
+                evaluations=evaluations,
             )
         )
 
@@ -516,7 +734,8 @@ class _RunSim:
         else:
             duration_s = min(self._lognormal(agent.llm_median_s, 0.6), 19.0)
             first_token_s = duration_s * self.rng.uniform(0.1, 0.4)
-        span = self.begin(f"chat {agent.model}", parent, start_ns, operation="chat")
+        model, provider = self.conditions.model(agent, start_ns)
+        span = self.begin(f"chat {model}", parent, start_ns, operation="chat")
         end_ns = start_ns + _secs(duration_s)
         self.stream(span.span_id, start_ns + _secs(first_token_s), end_ns)
         if small:
@@ -526,7 +745,14 @@ class _RunSim:
             input_tokens = self.context + self.rng.randint(0, 300)
             output_tokens = self.rng.randint(40, 900 if slow else 500)
             self.context += output_tokens
-        self.end(span, end_ns, input_tokens=input_tokens, output_tokens=output_tokens)
+        self.end(
+            span,
+            end_ns,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            model=model,
+            provider=provider,
+        )
         self.steps += 1
         self.tokens += input_tokens + output_tokens
         return end_ns
@@ -552,18 +778,32 @@ class _RunSim:
         )
         if duration_s is None:
             duration_s = self._lognormal(tool.median_s, 1.0)
+        soft = False  # failed, but said so inside a successful result
         if error is None:
             error = ""
             if duration_s >= tool.timeout_s:
                 duration_s, error = tool.timeout_s, "TimeoutError"
-            elif self.rng.random() < tool.error_rate:
-                error = self.rng.choice(("ToolError", "ValidationError", "HTTPError"))
+            else:
+                rate = self.conditions.failure_rate(tool, start_ns)
+                draw = self.rng.random()
+                if draw < rate:
+                    error = self.rng.choice(("ToolError", "ValidationError", "HTTPError"))
+                    soft = draw < rate * tool.soft_failures
         end_ns = start_ns + _secs(duration_s)
         if tool.http:
             client = self.begin("POST", span.span_id, start_ns + MS)
-            self.end(client, end_ns - MS, error_type="HTTPError" if error else "")
+            self.end(client, end_ns - MS, error_type="HTTPError" if error and not soft else "")
         signature = args_hash(arguments)
-        self.end(span, end_ns, tool_args_hash=signature, error_type=error)
+        attributes = None
+        if tool.soft_failures and (soft or not error):  # a result came back: its verdict
+            attributes = {SUCCESS_ATTRIBUTE: "false" if soft else "true"}
+        self.end(
+            span,
+            end_ns,
+            tool_args_hash=signature,
+            error_type="" if soft else error,
+            attributes=attributes,
+        )
         self.steps += 1
         key = f"{tool.name}\x00{signature}"
         self.calls[key] = self.calls.get(key, 0) + 1
@@ -619,8 +859,20 @@ class _RunSim:
         self.t += _secs(self.rng.uniform(0.002, 0.05))
         return outer, root
 
+    def evaluate(self, at_ns: int) -> tuple[Evaluation, ...]:
+        """The agent's evaluation of the run that ends at `at_ns` (none if not evaluated)."""
+        agent = self.agent
+        if not agent.evaluation:
+            return ()
+        draw = self.rng.random()
+        if draw < agent.bad_answer_share:
+            score = self.rng.uniform(0.1, 0.5)
+        else:
+            score = self.rng.gauss(self.conditions.quality(agent, at_ns), agent.quality_noise)
+        return (Evaluation(at_ns, agent.evaluation, round(min(1.0, max(0.0, score)), 4), ""),)
+
     def close_run(self, outer: _Open | None, root: _Open) -> int:
-        self.end(root, self.t)
+        self.end(root, self.t, evaluations=self.evaluate(self.t))
         ended = self.t
         if outer is not None:
             self.end(outer, self.t + _secs(self.rng.uniform(0.001, 0.01)))
@@ -672,6 +924,8 @@ def generate(
     incidents: Iterable[Incident] = (),
 ) -> Traffic:
     """`hours` of the fleet's traffic from START_NS, plus `incidents`, in delivery order."""
+    incidents = list(incidents)
+    conditions = _Conditions(incidents)
     horizon_ns = _secs(hours * 3600)
     setup = random.Random(f"{seed}:processes")
     processes = _processes(fleet, setup)
@@ -702,6 +956,7 @@ def generate(
                 where,
                 random.Random(f"{seed}:run:{agent.agent_name}:{count}"),
                 START_NS + _secs(t_s),
+                conditions,
             )
             sim.healthy()
             count += 1
@@ -731,8 +986,12 @@ def generate(
             at += HEALTH_CHECK_INTERVAL_NS
 
     injected = []
+    truth = []
     for number, incident in enumerate(incidents):
         agent = profile(incident.agent_name, fleet)
+        if incident.kind not in RUN_INCIDENTS:
+            truth.extend(_condition_truth(incident, agent, fleet, conditions))
+            continue
         where = first_process[agent.service_name]
         sim = _RunSim(
             out,
@@ -741,6 +1000,7 @@ def generate(
             where,
             random.Random(f"{seed}:incident:{number}:{incident.kind}"),
             START_NS + _secs(incident.at_s),
+            conditions,
         )
         facts = InjectedRun(
             incident,
@@ -752,6 +1012,7 @@ def generate(
         )
         _INCIDENTS[incident.kind](sim, incident, facts)
         injected.append(facts)
+        truth.append(_run_truth(facts, agent))
 
     batches = _deliver(out, processes, seed)
     last = batches[-1].delivered_ns if batches else START_NS
@@ -764,7 +1025,60 @@ def generate(
         max_steps_per_run=max_steps,
         max_tokens_per_run=max_tokens,
         slow_llm_calls=slow_llm_calls,
+        truth=truth,
     )
+
+
+def _run_truth(facts: InjectedRun, agent: AgentProfile) -> GroundTruth:
+    incident = facts.incident
+    zombie = incident.kind.startswith("zombie")
+    return GroundTruth(
+        incident,
+        EXPECTED_KIND[incident.kind],
+        (agent.agent_name, agent.service_name),
+        start_ns=facts.stalled_at_ns if zombie else facts.started_ns,
+        end_ns=facts.resumed_at_ns if zombie else facts.ended_ns,
+        onset_ns=facts.stalled_at_ns if zombie else facts.detectable_at_ns,
+        trace_id=facts.trace_id,
+    )
+
+
+def _condition_truth(
+    incident: Incident,
+    agent: AgentProfile,
+    fleet: Sequence[AgentProfile],
+    conditions: _Conditions,
+) -> list[GroundTruth]:
+    at = START_NS + _secs(incident.at_s)
+    names = (agent.agent_name, agent.service_name)
+    if incident.kind == "tool_outage":
+        callers = [a for a in fleet if any(t.name == incident.tool_name for t in a.tools)]
+        if not callers:
+            raise ValueError(f"no agent calls {incident.tool_name}")
+        return [
+            GroundTruth(
+                incident,
+                "tool_failure_spike",
+                (*(n for a in callers for n in (a.agent_name, a.service_name)), ""),
+                start_ns=at,
+                end_ns=at + _secs(incident.duration_s),
+                onset_ns=at,
+                tool_name=incident.tool_name,
+            )
+        ]
+    if incident.kind == "quality_decay":
+        if not agent.evaluation:
+            raise ValueError(f"{agent.agent_name}'s runs are not evaluated")
+        end = at + _secs(incident.duration_s + incident.hold_s)
+        return [GroundTruth(incident, "quality_drift", names, at, end, at)]
+    model, provider = conditions.model(agent, at)
+    found = [GroundTruth(incident, "change_point", names, at, at, at, model=f"{provider}/{model}")]
+    if incident.drop > 0:
+        if not agent.evaluation:
+            raise ValueError(f"{agent.agent_name}'s runs are not evaluated")
+        end = at + _secs(incident.hold_s)
+        found.append(GroundTruth(incident, "quality_drift", names, at, end, at))
+    return found
 
 
 # -- incident runs -------------------------------------------------------------------
@@ -802,14 +1116,22 @@ def _zombie_heartbeats(sim: _RunSim, incident: Incident, facts: InjectedRun) -> 
     for _ in range(2):
         sim.turn(root, final=False)
     sim.heartbeat(sim.t, root.span_id)
-    stuck = sim.begin(f"chat {sim.agent.model}", root.span_id, sim.t, operation="chat")
+    model, provider = sim.conditions.model(sim.agent, sim.t)
+    stuck = sim.begin(f"chat {model}", root.span_id, sim.t, operation="chat")
     sim.stream(stuck.span_id, sim.t + _secs(1.5), sim.t + _secs(17.0))  # then it stalls
     facts.stuck_span_id = stuck.span_id
     facts.stalled_at_ns = sim.last_emit_ns
     if incident.hang_s is None:
         return
     end = facts.stalled_at_ns + _secs(incident.hang_s)
-    sim.end(stuck, end, input_tokens=sim.context, error_type="ReadTimeout")
+    sim.end(
+        stuck,
+        end,
+        input_tokens=sim.context,
+        error_type="ReadTimeout",
+        model=model,
+        provider=provider,
+    )
     sim.steps += 1
     _after_hang(sim, incident, facts, outer, root, end)
 
@@ -899,7 +1221,7 @@ def _step_budget(sim: _RunSim, incident: Incident, facts: InjectedRun) -> None:
     facts.ended_ns = sim.close_run(outer, root)
 
 
-_INCIDENTS: dict[IncidentKind, Callable[[_RunSim, Incident, InjectedRun], None]] = {
+_INCIDENTS: dict[str, Callable[[_RunSim, Incident, InjectedRun], None]] = {
     "zombie_tool": _zombie_tool,
     "zombie_heartbeats": _zombie_heartbeats,
     "repeated_call": _repeated_call,
@@ -969,6 +1291,10 @@ def _batch(
             marker=raw.marker,
             pending_span_id=raw.pending_span_id,
             pending_name=raw.pending_name,
+            model=raw.model,
+            provider=raw.provider,
+            attributes=raw.attributes,
+            evaluations=raw.evaluations,
         )
         for raw, (agent, run) in zip(raws, attributions, strict=True)
     ]
@@ -981,6 +1307,9 @@ def _batch(
 @dataclass(slots=True)
 class Replay:
     versions: list[Finding] = field(default_factory=list)  # every version, in order
+    # When each finding was first taken from the engine, on the replay's clock (a
+    # request's delivery or a tick): when agentwatch would have shown it.
+    seen_at: dict[str, int] = field(default_factory=dict)
     ticks: int = 0
     # zombie_run's idle threshold (s) of a watched agent at each tick of its window.
     thresholds: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
@@ -1000,22 +1329,30 @@ def replay(
     *,
     tick_s: float = 1.0,
     watch: Sequence[tuple[str, int, int]] = (),
+    tick_on_delivery: bool = True,
 ) -> Replay:
     """Feed every request to a `DetectorEngine` in delivery order, on event time.
 
     Each request is consumed and the engine ticked at its delivery time; between
-    requests the engine is ticked every `tick_s` of event time. For each (agent name,
-    from, to) in `watch`, zombie_run's threshold for that agent is recorded at every
-    tick in [from, to].
+    requests the engine is ticked every `tick_s` of event time. Without
+    `tick_on_delivery`, the engine is ticked on the `tick_s` grid only, as `serve`'s
+    ticker does (cheaper: requests arrive several times a second). For each (agent
+    name, from, to) in `watch`, zombie_run's threshold for that agent is recorded at
+    every tick in [from, to].
     """
     engine = DetectorEngine(DetectorConfig.from_dict(config))
     zombie = next(d for d in engine.detectors if isinstance(d, ZombieRunDetector))
     result = Replay()
 
+    def take(now_ns: int) -> None:
+        for version in engine.take_findings():
+            result.versions.append(version)
+            result.seen_at.setdefault(version.id, now_ns)
+
     def tick(now_ns: int) -> None:
         engine.tick(now_ns)
         result.ticks += 1
-        result.versions.extend(engine.take_findings())
+        take(now_ns)
         for agent_name, from_ns, to_ns in watch:
             if from_ns <= now_ns <= to_ns:
                 threshold_s = zombie.threshold_s(TENANT, agent_name)
@@ -1028,7 +1365,10 @@ def replay(
             tick(next_tick)
             next_tick += step
         engine.consume(batch.spans)
-        tick(batch.delivered_ns)
+        if tick_on_delivery:
+            tick(batch.delivered_ns)
+        else:
+            take(batch.delivered_ns)
     while next_tick <= traffic.end_ns:
         tick(next_tick)
         next_tick += step
