@@ -46,6 +46,7 @@ class _Series:
     reference_stats: tuple[float, float] | None = None  # (mean, std) once it is full
     recent: deque[float] = field(default_factory=deque)
     cusum: float = 0.0
+    since_test: int = 1_000_000  # scores since the last significance test
     last_ns: int = 0
     last_trace_id: str = ""
     finding: Finding | None = None
@@ -105,9 +106,20 @@ class QualityDriftDetector:
         if series.reference_stats is None:
             series.reference_stats = _mean_std(series.reference)
         mean, std = series.reference_stats
-        series.cusum = max(0.0, series.cusum + (mean - score) / std - settings.cusum_k)
+        # A step is capped at 3 std: one outlier (a judge's bad answer) must not carry
+        # the CUSUM past its alarm level by itself.
+        step = min((mean - score) / std, 3.0) - settings.cusum_k
+        series.cusum = max(0.0, series.cusum + step)
+        series.since_test += 1
         if series.finding is None:
-            if series.cusum > settings.cusum_h and len(series.recent) >= settings.min_samples:
+            if (
+                series.cusum > settings.cusum_h
+                and len(series.recent) >= settings.min_samples
+                # After a test that found nothing, wait for a third of a window of new
+                # scores: re-testing on every score would try until chance says yes.
+                and series.since_test >= max(1, settings.window // 3)
+            ):
+                series.since_test = 0
                 self._maybe_open(series, mean, std, settings)
         elif self._recovered(series, mean, std):
             resolve_finding(

@@ -219,6 +219,8 @@ class ToolFailureSpikeDetector:
             "as_of": iso(now_ns),
         }
         if series.finding is None:
+            if series.agent_name != ALL_AGENTS:
+                self._resolve_across_agents(series, now_ns)
             series.finding = open_finding(
                 self._sink,
                 kind=KIND,
@@ -242,6 +244,18 @@ class ToolFailureSpikeDetector:
                 summary=summary,
                 evidence=evidence,
             )
+
+    def _resolve_across_agents(self, series: _Series, now_ns: int) -> None:
+        """An agent's own finding supersedes the tool's finding across agents."""
+        across = self._series.get((series.tenant, ALL_AGENTS, series.tool_name))
+        if across is not None and across.finding is not None:
+            resolve_finding(
+                self._sink,
+                across.finding,
+                now_ns=now_ns,
+                reason=f"superseded by the finding for {series.agent_name}",
+            )
+            across.finding = None
 
     def _an_agent_reports(self, across: _Series) -> bool:
         return any(
