@@ -70,9 +70,6 @@ class FindingLog:
         taken, self._pending = list(self._pending.values()), {}
         return taken
 
-    def __len__(self) -> int:
-        return len(self._pending)
-
 
 def open_finding(
     sink: FindingSink,

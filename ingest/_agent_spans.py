@@ -33,7 +33,6 @@ from ingest._wal_record import ResolvedSpan, iter_records, read_envelope
 
 PENDING_SPAN_ID = "agentwatch.pending.span_id"
 PENDING_NAME = "agentwatch.pending.name"
-PENDING_START = "agentwatch.pending.start_time_unix_nano"
 
 _WANTED_KEY_TUPLE = tuple(
     sorted(

@@ -2,7 +2,7 @@
 against a real `agentwatch serve` subprocess, findings read from the query API.
 
 Agents here are threads of this test process with their own TracerProvider; their
-`time.sleep` is the agent's simulated work, not the test waiting. The test itself
+`Agent.work` is the agent's simulated work, not the test waiting. The test itself
 only polls the API with a deadline.
 """
 
@@ -85,15 +85,20 @@ class Agent:
                             "gen_ai.usage.input_tokens": 50,
                         },
                     ):
-                        time.sleep(step_s / 2)
+                        self.work(step_s / 2, stop)
                     arguments = {"customer": "c-1" if same_arguments else f"c-{step}"}
                     with tool_call("crm.lookup", arguments=arguments):
                         if step == block_at and unblock is not None:
                             unblock.wait(120)
                         else:
-                            time.sleep(step_s / 2)
+                            self.work(step_s / 2, stop)
         except BaseException as exc:  # surfaced by the test, not lost in the thread
             self.errors.append(exc)
+
+    @staticmethod
+    def work(seconds: float, stop: threading.Event | None) -> None:
+        """The agent's own work for a step (cut short when the test stops the agent)."""
+        (stop or threading.Event()).wait(seconds)
 
     def keep_exporting(self, stop: threading.Event) -> None:
         """Other telemetry from the same process (its health checks keep going)."""
@@ -342,7 +347,7 @@ def _call_tools(agent: Agent, phases: list[tuple[float, int]], stop: threading.E
                     if i % 10 == 0:
                         call.mark_failed("NotFound", "no match")
             i += 1
-            time.sleep(0.1)
+            Agent.work(0.1, stop)
 
 
 def test_tool_failure_spike_is_found_within_a_minute_and_resolves(tmp_path: Path) -> None:
