@@ -25,7 +25,14 @@ from agentwatch._config_file import load_config_file
 from agentwatch._http_server import HttpServer, bind_socket
 from agentwatch.settings import ConfigError, Settings
 from api import ApiContext, create_app
-from collector import ExportHandler, GrpcReceiver, HttpReceiver, TokenAuthenticator
+from collector import (
+    LOGS,
+    TRACES,
+    ExportHandler,
+    GrpcReceiver,
+    HttpReceiver,
+    TokenAuthenticator,
+)
 from detectors import DetectorConfig, DetectorConfigError, DetectorStage, ProcessCore
 from ingest import (
     ClickHouseStore,
@@ -139,9 +146,11 @@ class Agentwatch:
             stack.push_async_callback(detector_stage.shutdown)
             await pipeline.start()
             stack.push_async_callback(pipeline.shutdown)
-            handler = ExportHandler(
-                pipeline.accept, TokenAuthenticator(settings.ingest_tokens), self.metrics
-            )
+            authenticator = TokenAuthenticator(settings.ingest_tokens)
+            handlers = [
+                ExportHandler(pipeline.accept, authenticator, self.metrics, TRACES),
+                ExportHandler(pipeline.accept_logs, authenticator, self.metrics, LOGS),
+            ]
             # Stopped in reverse order: receivers first, then the drain, then the API.
             api_server = HttpServer(
                 create_app(self._api_context(store, pipeline), self.metrics.registry),
@@ -151,11 +160,11 @@ class Agentwatch:
             stack.push_async_callback(api_server.stop)
             stack.push_async_callback(self._log_drain, pipeline)
             otlp_http = HttpServer(
-                HttpReceiver(handler, settings.max_request_bytes), _bind(settings.otlp_http)
+                HttpReceiver(handlers, settings.max_request_bytes), _bind(settings.otlp_http)
             )
             await otlp_http.start()
             stack.push_async_callback(otlp_http.stop)
-            grpc_receiver = GrpcReceiver(handler, settings.max_request_bytes)
+            grpc_receiver = GrpcReceiver(handlers, settings.max_request_bytes)
             try:
                 grpc_address = await grpc_receiver.start(settings.otlp_grpc)
             except (OSError, RuntimeError) as exc:

@@ -8,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from api._deps import ApiContext, ContextDep
 from api._findings import router as findings_router
+from api._logs import router as logs_router
 from api._traces import router as traces_router
 
 
@@ -39,4 +40,5 @@ def create_app(context: ApiContext, registry: CollectorRegistry | None = None) -
 
     app.include_router(traces_router)
     app.include_router(findings_router)
+    app.include_router(logs_router)
     return app

@@ -80,3 +80,20 @@ class FindingOut(BaseModel):
 
 class FindingList(BaseModel):
     findings: list[FindingOut]
+
+
+class LogOut(BaseModel):
+    time: str
+    trace_id: str
+    span_id: str
+    severity_text: str
+    severity_number: int
+    service_name: str
+    event_name: str
+    body: str
+    attributes: dict[str, str]
+    resource_attributes: dict[str, str]
+
+
+class LogList(BaseModel):
+    logs: list[LogOut]

@@ -10,8 +10,11 @@ from collector._decode import (
 from collector._export import AcceptFn, ExportHandler, ExportOutcome, Failure, TokenAuthenticator
 from collector._grpc import GrpcReceiver
 from collector._http import HttpReceiver
+from collector._signals import LOGS, TRACES, Signal
 
 __all__ = [
+    "LOGS",
+    "TRACES",
     "AcceptFn",
     "BodyTooLargeError",
     "ExportHandler",
@@ -19,6 +22,7 @@ __all__ = [
     "Failure",
     "GrpcReceiver",
     "HttpReceiver",
+    "Signal",
     "TokenAuthenticator",
     "UndecodableBodyError",
     "decompress",

@@ -9,9 +9,8 @@ from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-)
+
+from collector._signals import TRACES, Signal
 
 
 class BodyTooLargeError(Exception):
@@ -19,7 +18,7 @@ class BodyTooLargeError(Exception):
 
 
 class UndecodableBodyError(Exception):
-    """The body is not a valid ExportTraceServiceRequest in the declared encoding."""
+    """The body is not a valid export request in the declared encoding."""
 
 
 class UnsupportedEncodingError(Exception):
@@ -54,16 +53,17 @@ def decompress(body: bytes, encoding: str, limit: int) -> bytes:
     return out
 
 
-def parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
-    request = ExportTraceServiceRequest()
+def parse_protobuf(body: bytes, signal: Signal = TRACES) -> Any:
+    request = signal.request_type()
     try:
         request.ParseFromString(body)
     except (DecodeError, RuntimeError, ValueError) as exc:
-        raise UndecodableBodyError(f"invalid protobuf ExportTraceServiceRequest: {exc}") from exc
+        name = signal.request_type.__name__
+        raise UndecodableBodyError(f"invalid protobuf {name}: {exc}") from exc
     return request
 
 
-def parse_json(body: bytes) -> ExportTraceServiceRequest:
+def parse_json(body: bytes, signal: Signal = TRACES) -> Any:
     """Parse OTLP JSON: like proto3 JSON, except trace and span ids are hex, not base64."""
     try:
         document = json.loads(body)
@@ -72,10 +72,8 @@ def parse_json(body: bytes) -> ExportTraceServiceRequest:
     if not isinstance(document, dict):
         raise UndecodableBodyError("invalid OTLP JSON: the top level must be an object")
     try:
-        _hex_ids_to_base64(document)
-        return json_format.ParseDict(
-            document, ExportTraceServiceRequest(), ignore_unknown_fields=True
-        )
+        _hex_ids_to_base64(document, signal)
+        return json_format.ParseDict(document, signal.request_type(), ignore_unknown_fields=True)
     except (json_format.ParseError, TypeError, AttributeError) as exc:
         raise UndecodableBodyError(f"invalid OTLP JSON: {exc}") from exc
 
@@ -87,12 +85,13 @@ def _items(parent: dict[str, Any], camel: str, snake: str) -> list[Any]:
     return [item for item in value if isinstance(item, dict)]
 
 
-def _hex_ids_to_base64(document: dict[str, Any]) -> None:
-    for resource_spans in _items(document, "resourceSpans", "resource_spans"):
-        for scope_spans in _items(resource_spans, "scopeSpans", "scope_spans"):
-            for span in _items(scope_spans, "spans", "spans"):
-                _convert_ids(span)
-                for link in _items(span, "links", "links"):
+def _hex_ids_to_base64(document: dict[str, Any], signal: Signal) -> None:
+    (resources, resource_keys), (scopes, scope_keys), (items, item_keys) = signal.json_path
+    for resource in _items(document, resources, resource_keys):
+        for scope in _items(resource, scopes, scope_keys):
+            for item in _items(scope, items, item_keys):
+                _convert_ids(item)
+                for link in _items(item, "links", "links"):  # spans only
                     _convert_ids(link)
 
 

@@ -10,17 +10,15 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-)
+from collector._signals import TRACES, Signal
+from ingest import IngestMetrics, OverloadedError
 
-from ingest import IngestMetrics, OverloadedError, drop_invalid_spans, span_count
-
-# The pipeline's entry point: make a validated request durable for a tenant (given its
-# wire bytes when they still match it), or raise OverloadedError. The receivers know
-# nothing else about what happens next.
-AcceptFn = Callable[[str, ExportTraceServiceRequest, bytes | None], Awaitable[int]]
+# The pipeline's entry point for one signal: make a validated request durable for a
+# tenant (given its wire bytes when they still match it), or raise OverloadedError.
+# The receivers know nothing else about what happens next.
+AcceptFn = Callable[[str, Any, bytes | None], Awaitable[int]]
 
 
 class Failure(enum.Enum):
@@ -37,7 +35,7 @@ class Failure(enum.Enum):
 class ExportOutcome:
     failure: Failure | None = None
     message: str = ""
-    rejected_spans: int = 0
+    rejected: int = 0  # items (spans, log records) refused: partial success
     retry_after_s: float = 0.0
 
 
@@ -63,14 +61,27 @@ class TokenAuthenticator:
 
 
 class ExportHandler:
-    """The shared core of the gRPC and HTTP receivers."""
+    """The shared core of the gRPC and HTTP receivers, for one signal."""
 
     def __init__(
-        self, accept: AcceptFn, authenticator: TokenAuthenticator, metrics: IngestMetrics
+        self,
+        accept: AcceptFn,
+        authenticator: TokenAuthenticator,
+        metrics: IngestMetrics,
+        signal: Signal = TRACES,
     ) -> None:
         self._accept = accept
         self.authenticator = authenticator
+        self.signal = signal
         self._metrics = metrics
+        if signal is TRACES:
+            self._received = metrics.spans_received
+            self._accepted = metrics.spans_accepted
+            self._rejected = metrics.spans_rejected
+        else:
+            self._received = metrics.log_records_received
+            self._accepted = metrics.log_records_accepted
+            self._rejected = metrics.log_records_rejected
 
     def fail(self, transport: str, failure: Failure, message: str) -> ExportOutcome:
         self._metrics.requests_failed.labels(transport, failure.value).inc()
@@ -80,22 +91,22 @@ class ExportHandler:
         self,
         transport: str,
         tenant: str,
-        request: ExportTraceServiceRequest,
+        request: Any,
         raw: bytes | None = None,
     ) -> ExportOutcome:
         """Validate, then accept; `raw` is the request's protobuf bytes when available."""
-        received = span_count(request)
-        self._metrics.spans_received.labels(transport).inc(received)
-        rejected, message = drop_invalid_spans(request)
+        received = self.signal.count(request)
+        self._received.labels(transport).inc(received)
+        rejected, message = self.signal.drop_invalid(request)
         if rejected:
-            self._metrics.spans_rejected.labels(transport, "invalid_id").inc(rejected)
+            self._rejected.labels(transport, "invalid_id").inc(rejected)
         try:
             accepted = await self._accept(tenant, request, None if rejected else raw)
         except OverloadedError as exc:
-            self._metrics.spans_rejected.labels(transport, "overloaded").inc(received - rejected)
+            self._rejected.labels(transport, "overloaded").inc(received - rejected)
             self._metrics.requests_failed.labels(transport, Failure.OVERLOADED.value).inc()
             return ExportOutcome(
                 failure=Failure.OVERLOADED, message=str(exc), retry_after_s=exc.retry_after_s
             )
-        self._metrics.spans_accepted.labels(transport).inc(accepted)
-        return ExportOutcome(rejected_spans=rejected, message=message)
+        self._accepted.labels(transport).inc(accepted)
+        return ExportOutcome(rejected=rejected, message=message)

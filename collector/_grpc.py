@@ -1,4 +1,4 @@
-"""OTLP/gRPC receiver: `opentelemetry.proto.collector.trace.v1.TraceService/Export`.
+"""OTLP/gRPC receiver: `TraceService/Export` and `LogsService/Export` on one server.
 
 Registered as a generic handler that receives the raw request bytes, so an
 undecodable body is answered INVALID_ARGUMENT (grpcio's own deserializer would
@@ -8,20 +8,16 @@ bounds the message after decompression and answers RESOURCE_EXHAUSTED.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTracePartialSuccess,
-    ExportTraceServiceResponse,
-)
 
 from collector._decode import UndecodableBodyError, parse_protobuf
 from collector._export import ExportHandler, ExportOutcome, Failure
-
-_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 
 _GRPC_CODES = {
     Failure.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
@@ -48,8 +44,12 @@ def _status_details(outcome: ExportOutcome, code: grpc.StatusCode) -> bytes:
 
 
 class GrpcReceiver:
-    def __init__(self, handler: ExportHandler, max_message_bytes: int) -> None:
-        self._handler = handler
+    """One gRPC server; one `Export` service per handler (a handler per signal)."""
+
+    def __init__(
+        self, handlers: ExportHandler | Sequence[ExportHandler], max_message_bytes: int
+    ) -> None:
+        self._handlers = [handlers] if isinstance(handlers, ExportHandler) else list(handlers)
         self._max_message_bytes = max_message_bytes
         self._server: grpc.aio.Server | None = None
 
@@ -61,13 +61,20 @@ class GrpcReceiver:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        handler = grpc.unary_unary_rpc_method_handler(
-            self._export,
-            request_deserializer=None,
-            response_serializer=ExportTraceServiceResponse.SerializeToString,
-        )
         self._server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(_SERVICE, {"Export": handler}),)
+            tuple(
+                grpc.method_handlers_generic_handler(
+                    handler.signal.grpc_service,
+                    {
+                        "Export": grpc.unary_unary_rpc_method_handler(
+                            functools.partial(self._export, handler),
+                            request_deserializer=None,
+                            response_serializer=_serialize,
+                        )
+                    },
+                )
+                for handler in self._handlers
+            )
         )
         host, _, _ = address.rpartition(":")
         port = self._server.add_insecure_port(address)
@@ -81,28 +88,21 @@ class GrpcReceiver:
             await self._server.stop(grace_s)
             self._server = None
 
-    async def _export(self, body: bytes, context: Any) -> ExportTraceServiceResponse:
+    async def _export(self, handler: ExportHandler, body: bytes, context: Any) -> Any:
         metadata = dict(context.invocation_metadata() or ())
-        tenant = self._handler.authenticator.tenant_for(metadata.get("authorization"))
+        tenant = handler.authenticator.tenant_for(metadata.get("authorization"))
         if tenant is None:
-            outcome = self._handler.fail("grpc", Failure.UNAUTHENTICATED, "missing or bad token")
+            outcome = handler.fail("grpc", Failure.UNAUTHENTICATED, "missing or bad token")
             await self._abort(context, outcome)
         try:
-            request = parse_protobuf(body)
+            request = parse_protobuf(body, handler.signal)
         except UndecodableBodyError as exc:
-            await self._abort(context, self._handler.fail("grpc", Failure.UNDECODABLE, str(exc)))
+            await self._abort(context, handler.fail("grpc", Failure.UNDECODABLE, str(exc)))
         assert tenant is not None
-        outcome = await self._handler.export("grpc", tenant, request, body)
+        outcome = await handler.export("grpc", tenant, request, body)
         if outcome.failure is not None:
             await self._abort(context, outcome)
-        response = ExportTraceServiceResponse()
-        if outcome.rejected_spans:
-            response.partial_success.CopyFrom(
-                ExportTracePartialSuccess(
-                    rejected_spans=outcome.rejected_spans, error_message=outcome.message
-                )
-            )
-        return response
+        return handler.signal.response(outcome.rejected, outcome.message)
 
     async def _abort(self, context: Any, outcome: ExportOutcome) -> None:
         assert outcome.failure is not None
@@ -112,3 +112,8 @@ class GrpcReceiver:
                 (("grpc-status-details-bin", _status_details(outcome, code)),)
             )
         await context.abort(code, outcome.message)
+
+
+def _serialize(response: Any) -> bytes:
+    data: bytes = response.SerializeToString()
+    return data

@@ -1,4 +1,4 @@
-"""OTLP/HTTP receiver: `POST /v1/traces`, protobuf or JSON, optionally gzip.
+"""OTLP/HTTP receiver: `POST /v1/traces` and `/v1/logs`, protobuf or JSON, optionally gzip.
 
 A plain ASGI app (no framework on the hot path). The body is read with a cap and
 decompressed with a cap, so neither a huge upload nor a gzip bomb is held in memory.
@@ -8,15 +8,11 @@ Errors carry a `google.rpc.Status` body in the request's own content type.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from google.protobuf import json_format
 from google.rpc import status_pb2
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTracePartialSuccess,
-    ExportTraceServiceResponse,
-)
 
 from collector._decode import (
     BodyTooLargeError,
@@ -35,7 +31,6 @@ Send = Callable[[Message], Awaitable[None]]
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
-TRACES_PATH = "/v1/traces"
 
 _HTTP_STATUS = {
     Failure.UNAUTHENTICATED: 401,
@@ -61,8 +56,11 @@ class _TooLarge(Exception):
 class HttpReceiver:
     """The ASGI application; run it with any ASGI server (agentwatch uses uvicorn)."""
 
-    def __init__(self, handler: ExportHandler, max_body_bytes: int) -> None:
-        self._handler = handler
+    def __init__(
+        self, handlers: ExportHandler | Sequence[ExportHandler], max_body_bytes: int
+    ) -> None:
+        handler_list = [handlers] if isinstance(handlers, ExportHandler) else list(handlers)
+        self._routes = {handler.signal.http_path: handler for handler in handler_list}
         self._limit = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -71,7 +69,8 @@ class HttpReceiver:
             return
         if scope["type"] != "http":
             return
-        if scope["path"].rstrip("/") != TRACES_PATH:
+        handler = self._routes.get(scope["path"].rstrip("/"))
+        if handler is None:
             await _respond(send, 404, "text/plain", b"not found")
             return
         if scope["method"] != "POST":
@@ -80,40 +79,37 @@ class HttpReceiver:
         headers = _headers(scope)
         media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         reply_type = JSON if media_type == JSON else PROTOBUF
-        outcome, response = await self._handle(headers, media_type, receive)
+        outcome = await self._handle(handler, headers, media_type, receive)
         if outcome.failure is not None:
             await self._respond_failure(send, outcome, reply_type)
             return
+        response = handler.signal.response(outcome.rejected, outcome.message)
         await _respond(send, 200, reply_type, _encode(response, reply_type))
 
     async def _handle(
-        self, headers: dict[str, str], media_type: str, receive: Receive
-    ) -> tuple[ExportOutcome, ExportTraceServiceResponse]:
-        response = ExportTraceServiceResponse()
-        fail = self._handler.fail
-        tenant = self._handler.authenticator.tenant_for(headers.get("authorization"))
+        self, handler: ExportHandler, headers: dict[str, str], media_type: str, receive: Receive
+    ) -> ExportOutcome:
+        fail = handler.fail
+        tenant = handler.authenticator.tenant_for(headers.get("authorization"))
         if tenant is None:
-            return fail("http", Failure.UNAUTHENTICATED, "missing or bad token"), response
+            return fail("http", Failure.UNAUTHENTICATED, "missing or bad token")
         if media_type not in (PROTOBUF, JSON):
             message = f"unsupported content type {media_type!r}; use {PROTOBUF} or {JSON}"
-            return fail("http", Failure.UNSUPPORTED_MEDIA_TYPE, message), response
+            return fail("http", Failure.UNSUPPORTED_MEDIA_TYPE, message)
+        signal = handler.signal
         try:
             body = await self._read_body(receive, headers)
             body = decompress(body, headers.get("content-encoding", ""), self._limit)
-            request = parse_json(body) if media_type == JSON else parse_protobuf(body)
+            if media_type == JSON:
+                request = parse_json(body, signal)
+            else:
+                request = parse_protobuf(body, signal)
         except (_TooLarge, BodyTooLargeError) as exc:
-            return fail("http", Failure.TOO_LARGE, str(exc)), response
+            return fail("http", Failure.TOO_LARGE, str(exc))
         except (UndecodableBodyError, UnsupportedEncodingError) as exc:
-            return fail("http", Failure.UNDECODABLE, str(exc)), response
+            return fail("http", Failure.UNDECODABLE, str(exc))
         raw = body if media_type == PROTOBUF else None
-        outcome = await self._handler.export("http", tenant, request, raw)
-        if outcome.rejected_spans:
-            response.partial_success.CopyFrom(
-                ExportTracePartialSuccess(
-                    rejected_spans=outcome.rejected_spans, error_message=outcome.message
-                )
-            )
-        return outcome, response
+        return await handler.export("http", tenant, request, raw)
 
     async def _read_body(self, receive: Receive, headers: dict[str, str]) -> bytes:
         declared = headers.get("content-length")

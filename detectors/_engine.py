@@ -8,12 +8,15 @@ from typing import Any, Protocol
 from detectors._behaviour import BehaviourDriftDetector
 from detectors._change_points import ChangePointDetector
 from detectors._config import DetectorConfig
+from detectors._evaluation_join import EvaluationJoin
 from detectors._findings import Finding, FindingLog, FindingSink
 from detectors._quality import QualityDriftDetector
 from detectors._runaway import RunawayLoopDetector
 from detectors._tool_failures import ToolFailureSpikeDetector
 from detectors._zombie import ZombieRunDetector
 from ingest import AgentSpan
+
+_JOIN_STATE = "_evaluation_join"  # not a finding kind: no detector has this name
 
 
 class Detector(Protocol):
@@ -48,18 +51,30 @@ def build_detectors(config: DetectorConfig, sink: FindingSink) -> list[Detector]
 
 
 class DetectorEngine:
-    """Every detector, fed the same spans; findings collected until taken."""
+    """Every detector, fed the same spans; findings collected until taken.
+
+    Evaluation results that came as log records go to quality_drift alone, once the
+    join has found their agent.
+    """
 
     def __init__(self, config: DetectorConfig) -> None:
         self.config = config
         self._log = FindingLog()
         self.detectors = build_detectors(config, self._log)
+        self._join = EvaluationJoin()
+        self._quality = next(d for d in self.detectors if isinstance(d, QualityDriftDetector))
 
     def consume(self, spans: Sequence[AgentSpan]) -> None:
+        spans, evaluations = self._join.split(spans)
         for detector in self.detectors:
             detector.consume(spans)
+        if evaluations:
+            self._quality.consume(evaluations)
 
     def tick(self, now_ns: int) -> None:
+        expired = self._join.expire(now_ns)
+        if expired:
+            self._quality.consume(expired)
         for detector in self.detectors:
             detector.tick(now_ns)
 
@@ -77,9 +92,12 @@ class DetectorEngine:
         return self._log.take()
 
     def snapshot(self) -> dict[str, Any]:
-        return {detector.kind: detector.snapshot() for detector in self.detectors}
+        state = {detector.kind: detector.snapshot() for detector in self.detectors}
+        state[_JOIN_STATE] = self._join.snapshot()
+        return state
 
     def restore(self, state: dict[str, Any]) -> None:
         for detector in self.detectors:
             if detector.kind in state:
                 detector.restore(state[detector.kind])
+        self._join.restore(state.get(_JOIN_STATE, {}))

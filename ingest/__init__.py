@@ -15,6 +15,7 @@ from ingest._errors import (
     StoreInUseError,
     TransientStoreError,
 )
+from ingest._logs import LOG_COLUMNS, drop_invalid_log_records, log_record_count
 from ingest._metrics import IngestMetrics
 from ingest._pipeline import IngestPipeline, PipelineConfig, SegmentConsumer, SpanStore
 from ingest._store import ClickHouseStore, chdb_dsn
@@ -23,6 +24,7 @@ from ingest._wal import Segment, WalConfig
 
 __all__ = [
     "COLUMN_NAMES",
+    "LOG_COLUMNS",
     "AgentSpan",
     "ClickHouseStore",
     "Correction",
@@ -43,7 +45,9 @@ __all__ = [
     "TransientStoreError",
     "WalConfig",
     "chdb_dsn",
+    "drop_invalid_log_records",
     "drop_invalid_spans",
+    "log_record_count",
     "read_agent_spans",
     "record_agent_spans",
     "span_count",

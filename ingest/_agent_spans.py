@@ -28,8 +28,9 @@ try:
     from ingest import _wirescan
 except ImportError:  # not built: the Python pass does the work
     _wirescan = None  # type: ignore[assignment]
+from ingest._logs import event_name, iter_log_entries
 from ingest._translate import any_value_to_str
-from ingest._wal_record import ResolvedSpan, iter_records, read_envelope
+from ingest._wal_record import ResolvedSpan, iter_records, read_envelope, read_logs_payload
 
 PENDING_SPAN_ID = "agentwatch.pending.span_id"
 PENDING_NAME = "agentwatch.pending.name"
@@ -143,6 +144,9 @@ def record_agent_spans(
     the wanted attributes become Python objects; `record_agent_spans_python` is the
     same in Python — the reference, and the fallback for what the walker refuses.
     """
+    logs = read_logs_payload(record)
+    if logs is not None:
+        return log_evaluation_spans(*logs)
     if _wirescan is None:
         return record_agent_spans_python(record, keys)
     try:
@@ -208,6 +212,9 @@ def record_agent_spans_python(
     record: bytes, keys: tuple[bytes, ...] = _WANTED_KEY_TUPLE
 ) -> list[AgentSpan]:
     """`record_agent_spans` without `scan_record`: protobuf runtime plus the scan pass."""
+    logs = read_logs_payload(record)
+    if logs is not None:
+        return log_evaluation_spans(*logs)
     envelope = read_envelope(record)
     request = ExportTraceServiceRequest.FromString(record)
     scanned = iter(scan_spans_decoded(record, keys))
@@ -263,6 +270,57 @@ def record_agent_spans_python(
                         ),
                     )
                 )
+    return out
+
+
+EVALUATION_MARKER = "evaluation"
+
+
+def log_evaluation_spans(tenant: str, payload: bytes) -> list[AgentSpan]:
+    """The `gen_ai.evaluation.result` log records of a logs request, as marker spans.
+
+    Current GenAI instrumentations emit evaluation results as log records (events)
+    rather than span events. Each becomes a span-shaped carrier (marker "evaluation")
+    with the record's trace and span ids; its agent is the record's own
+    `gen_ai.agent.name` when set, else "" for the detectors to join from the trace.
+    """
+    out: list[AgentSpan] = []
+    for resource_logs, _, record in iter_log_entries(payload):
+        attrs = {kv.key: any_value_to_str(kv.value) for kv in record.attributes}
+        if event_name(record, attrs) != EVALUATION_EVENT:
+            continue
+        service_name = instance_id = ""
+        for kv in resource_logs.resource.attributes:
+            if kv.key == "service.name":
+                service_name = any_value_to_str(kv.value)
+            elif kv.key == "service.instance.id":
+                instance_id = any_value_to_str(kv.value)
+        at_ns = record.time_unix_nano or record.observed_time_unix_nano
+        trace_id = record.trace_id.hex()
+        out.append(
+            AgentSpan(
+                tenant=tenant,
+                service_name=service_name,
+                service_instance_id=instance_id,
+                trace_id=trace_id,
+                span_id=record.span_id.hex(),
+                parent_span_id="",
+                name=EVALUATION_EVENT,
+                start_ns=at_ns,
+                end_ns=at_ns,
+                agent_name=attrs.get("gen_ai.agent.name", ""),
+                run_id=attrs.get("gen_ai.conversation.id", "") or trace_id,
+                operation="",
+                tool_name="",
+                tool_args_hash="",
+                input_tokens=0,
+                output_tokens=0,
+                is_error=False,
+                error_type="",
+                marker=EVALUATION_MARKER,
+                evaluations=(evaluation_of(at_ns, attrs),),
+            )
+        )
     return out
 
 

@@ -29,6 +29,24 @@ class IngestMetrics:
             ["transport", "reason"],
             registry=r,
         )
+        self.log_records_received = Counter(
+            "agentwatch_log_records_received",
+            "Log records in decoded export requests",
+            ["transport"],
+            registry=r,
+        )
+        self.log_records_accepted = Counter(
+            "agentwatch_log_records_accepted",
+            "Log records acknowledged to clients",
+            ["transport"],
+            registry=r,
+        )
+        self.log_records_rejected = Counter(
+            "agentwatch_log_records_rejected",
+            "Log records refused, by reason",
+            ["transport", "reason"],
+            registry=r,
+        )
         self.requests_failed = Counter(
             "agentwatch_export_requests_failed",
             "Export requests answered with an error",

@@ -55,18 +55,23 @@ def apply_migrations(client: Any, database: str, retention_days: int) -> list[st
     return newly_applied
 
 
+# Tables whose TTL follows AGENTWATCH_RETENTION_DAYS, and the time their TTL counts from.
+_RETENTION_TTL = {"otel_traces": "toDateTime(Timestamp)", "otel_logs": "TimestampTime"}
+
+
 def _sync_retention(client: Any, database: str, retention_days: int) -> None:
-    """Change the TTL when AGENTWATCH_RETENTION_DAYS changed since the table was made."""
-    current = client.query(
-        "SELECT create_table_query FROM system.tables WHERE database = {db:String} "
-        "AND name = 'otel_traces'",
-        parameters={"db": database},
-    ).result_rows
+    """Change the TTLs when AGENTWATCH_RETENTION_DAYS changed since the tables were made."""
     wanted = f"toIntervalDay({int(retention_days)})"
-    if current and wanted not in current[0][0]:
-        # materialize_ttl_after_modify=0: don't rewrite every part now; the new TTL
-        # applies as parts merge and whole day-partitions expire.
-        client.command(
-            f"ALTER TABLE {database}.otel_traces MODIFY TTL toDateTime(Timestamp) + {wanted}",
-            settings={"materialize_ttl_after_modify": 0},
-        )
+    for table, counted_from in _RETENTION_TTL.items():
+        current = client.query(
+            "SELECT create_table_query FROM system.tables WHERE database = {db:String} "
+            "AND name = {table:String}",
+            parameters={"db": database, "table": table},
+        ).result_rows
+        if current and wanted not in current[0][0]:
+            # materialize_ttl_after_modify=0: don't rewrite every part now; the new TTL
+            # applies as parts merge and whole day-partitions expire.
+            client.command(
+                f"ALTER TABLE {database}.{table} MODIFY TTL {counted_from} + {wanted}",
+                settings={"materialize_ttl_after_modify": 0},
+            )

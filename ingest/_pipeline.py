@@ -1,4 +1,4 @@
-"""The ingest pipeline: accepted request -> write-ahead log -> ClickHouse.
+"""The ingest pipeline: accepted request (spans or logs) -> write-ahead log -> ClickHouse.
 
 `accept()` runs on the event loop: it derives what needs cross-request memory (the
 agent and run of each span, from enclosing spans) and appends one record to the log;
@@ -22,12 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
 
 from ingest._enclosing import EnclosingResolver
 from ingest._errors import PermanentStoreError, TransientStoreError
+from ingest._logs import build_logs_record, log_record_count
 from ingest._metrics import IngestMetrics
 from ingest._resolve import build_record
 from ingest._translate import span_count
@@ -144,6 +146,21 @@ class IngestPipeline:
             return 0
         await self._wal.append(build_record(tenant, request, self._resolver, raw), spans)
         return spans
+
+    async def accept_logs(
+        self, tenant: str, request: ExportLogsServiceRequest, raw: bytes | None = None
+    ) -> int:
+        """Make a logs request durable, in the same log as spans (raise OverloadedError).
+
+        Same log, same segments: one durability path, and the detectors read a log
+        record in order with the spans around it.
+        """
+        records = log_record_count(request)
+        if not records:
+            return 0
+        # Counted as 0 spans: a segment's span count feeds the span metrics.
+        await self._wal.append(build_logs_record(tenant, request, raw), 0)
+        return records
 
     async def shutdown(self) -> None:
         """Stop taking requests, store every accepted span, then stop. Idempotent.

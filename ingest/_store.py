@@ -16,7 +16,9 @@ from typing import Any
 
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError, DataError
+from google.protobuf.message import DecodeError
 
+from ingest._enclosing import Correction
 from ingest._errors import PermanentStoreError, StoreInUseError, TransientStoreError
 from ingest._insert_sql import (
     corrections_query,
@@ -25,8 +27,9 @@ from ingest._insert_sql import (
     insert_query,
     insert_settings,
 )
+from ingest._logs import LOG_COLUMNS, log_rows
 from ingest._migrations import apply_migrations
-from ingest._wal_record import iter_records, read_corrections
+from ingest._wal_record import iter_records, read_corrections, read_logs_payload
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -129,18 +132,22 @@ class ClickHouseStore:
             client.command(
                 query, data=data, settings=insert_settings(dedup_token, self.is_embedded)
             )
-            self._apply_corrections(client, path)
+            corrections, log_rows = _corrections_and_log_rows(path)
+            if log_rows:
+                # Its own dedup window (per table), so the same token is safe here.
+                client.insert(
+                    self.table("otel_logs"),
+                    log_rows,
+                    column_names=list(LOG_COLUMNS),
+                    settings={"insert_deduplication_token": dedup_token},
+                )
+            self._apply_corrections(client, corrections)
         except Exception as exc:
             self._drop_thread_client()
             raise classify_store_error(exc) from exc
 
-    def _apply_corrections(self, client: Any, path: Path) -> None:
+    def _apply_corrections(self, client: Any, corrections: dict[tuple[str, str], Any]) -> None:
         """Fix spans stored before their enclosing span arrived (see _enclosing.py)."""
-        corrections = {
-            (c.trace_id.hex(), c.span_id.hex()): c
-            for record in iter_records(path.read_bytes())
-            for c in read_corrections(record)
-        }
         if not corrections:
             return
         keys = list(corrections)
@@ -201,11 +208,27 @@ class ClickHouseStore:
                 client.close()
 
 
+def _corrections_and_log_rows(
+    path: Path,
+) -> tuple[dict[tuple[str, str], Correction], list[list[Any]]]:
+    """What a segment holds besides the spans ClickHouse parses: corrections, log rows."""
+    corrections: dict[tuple[str, str], Correction] = {}
+    rows: list[list[Any]] = []
+    for record in iter_records(path.read_bytes()):
+        logs = read_logs_payload(record)
+        if logs is not None:
+            rows.extend(log_rows(*logs))
+            continue
+        for c in read_corrections(record):
+            corrections[(c.trace_id.hex(), c.span_id.hex())] = c
+    return corrections, rows
+
+
 def classify_store_error(exc: BaseException) -> Exception:
     """Split store failures into permanent (bad data) and transient (retry)."""
     if isinstance(exc, PermanentStoreError | TransientStoreError):
         return exc
-    if isinstance(exc, DataError | TypeError | ValueError | OverflowError):
+    if isinstance(exc, DataError | DecodeError | TypeError | ValueError | OverflowError):
         return PermanentStoreError(f"batch cannot be encoded: {exc}")
     if isinstance(exc, ClickHouseError) and _PERMANENT_ERROR.search(str(exc)):
         return PermanentStoreError(str(exc).splitlines()[0][:500])

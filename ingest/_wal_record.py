@@ -15,6 +15,10 @@ from ingest._enclosing import Correction
 _TENANT = 1000
 _RESOLVED = 1001
 _CORRECTIONS = 1002
+# A record of log records: the ExportLogsServiceRequest's bytes, nested in this field
+# (a logs request cannot be merged into the span schema like a traces request: the
+# field numbers overlap with other types). See sql/otlp_record.proto.
+_LOGS = 1003
 _LENGTH_DELIMITED = 2
 
 
@@ -70,6 +74,11 @@ def encode_envelope(
             body += _field(4, correction.run_id.encode("utf-8"))
         parts.append(_field(_CORRECTIONS, body))
     return b"".join(parts)
+
+
+def encode_logs_record(tenant: str, logs_request: bytes) -> bytes:
+    """An (unframed) record carrying an ExportLogsServiceRequest for `tenant`."""
+    return _field(_TENANT, tenant.encode("utf-8")) + _field(_LOGS, logs_request)
 
 
 def frame(record: bytes) -> bytes:
@@ -185,3 +194,16 @@ def read_envelope(record: bytes) -> Envelope:
                 values.get(4, b"").decode("ascii", "replace"),
             )
     return Envelope(tenant, resolved)
+
+
+def read_logs_payload(record: bytes) -> tuple[str, bytes] | None:
+    """(tenant, ExportLogsServiceRequest bytes) of a logs record; None for a spans record."""
+    if record[:1] == b"\x0a":  # a spans record starts with the request's resource_spans
+        return None
+    tenant, payload = "", None
+    for number, _, start, end in _fields(record):
+        if number == _TENANT:
+            tenant = record[start:end].decode("utf-8", "replace")
+        elif number == _LOGS:
+            payload = record[start:end]
+    return None if payload is None else (tenant, payload)

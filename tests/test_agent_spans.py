@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import importlib.util
 import secrets
+from typing import Any
 
 import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from ingest import (
     AgentSpan,
@@ -20,8 +24,9 @@ from ingest import (
     translate,
 )
 from ingest._agent_spans import _attribute
+from ingest._logs import build_logs_record
 from ingest._resolve import build_record
-from ingest._wal_record import iter_records
+from ingest._wal_record import iter_records, read_logs_payload
 from tests.otlp import kv, make_request, make_span
 
 
@@ -275,3 +280,64 @@ def test_evaluation_events_are_read(walker: str) -> None:
         Evaluation(1235, "faithful", None, "pass"),
     )
     assert [read] == _agent_spans.record_agent_spans_python(record)
+
+
+def _logs_request() -> ExportLogsServiceRequest:
+    def record(event: str, score: float, **extra: str) -> LogRecord:
+        attributes = [
+            kv("gen_ai.evaluation.name", "helpfulness"),
+            kv("gen_ai.evaluation.score.value", score),
+            *(kv(key, value) for key, value in extra.items()),
+        ]
+        return LogRecord(
+            time_unix_nano=1_700_000_000_000_000_000,
+            trace_id=bytes.fromhex("4bf92f3577b34da6a3ce929d0e0e4736"),
+            span_id=bytes.fromhex("00f067aa0ba902b7"),
+            event_name=event,
+            attributes=attributes,
+        )
+
+    return ExportLogsServiceRequest(
+        resource_logs=[
+            ResourceLogs(
+                resource=Resource(attributes=[kv("service.name", "support-svc")]),
+                scope_logs=[
+                    ScopeLogs(
+                        log_records=[
+                            record("gen_ai.evaluation.result", 0.75),
+                            record("gen_ai.client.inference.operation.details", 0.1),
+                            record("", 0.25, **{"event.name": "gen_ai.evaluation.result"}),
+                        ]
+                    )
+                ],
+            )
+        ]
+    )
+
+
+@pytest.mark.parametrize("reader", [record_agent_spans, _agent_spans.record_agent_spans_python])
+def test_evaluation_log_records_become_evaluation_carriers(reader: Any) -> None:
+    framed = build_logs_record("acme", _logs_request())
+    (record,) = iter_records(framed)
+
+    carriers = reader(record)
+
+    assert [c.evaluations for c in carriers] == [
+        (Evaluation(1_700_000_000_000_000_000, "helpfulness", 0.75, ""),),
+        (Evaluation(1_700_000_000_000_000_000, "helpfulness", 0.25, ""),),  # older SDKs
+    ]
+    first = carriers[0]
+    assert (first.tenant, first.service_name, first.marker) == ("acme", "support-svc", "evaluation")
+    assert (first.trace_id, first.span_id) == (
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "00f067aa0ba902b7",
+    )
+    assert first.agent_name == ""  # the detectors join it from the trace
+
+
+def test_a_spans_record_has_no_logs_payload_and_a_logs_record_has_one() -> None:
+    (spans_record,) = iter_records(build_record("acme", _agent_traffic(1)[0], EnclosingResolver()))
+    (logs_record,) = iter_records(build_logs_record("acme", _logs_request()))
+
+    assert read_logs_payload(spans_record) is None
+    assert read_logs_payload(logs_record) == ("acme", _logs_request().SerializeToString())

@@ -19,7 +19,12 @@ from typing import Any
 import httpx
 import pytest
 from agentwatch_sdk import PendingSpanProcessor, configure, heartbeat, tool_call
+from opentelemetry._logs import LogRecord
+from opentelemetry.context import get_current
+from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -461,5 +466,52 @@ def test_evaluation_scores_that_drop_are_quality_drift(server: AgentwatchProcess
 
     assert len(found) == 1
     assert found[0]["agent_name"] == "support-agent"
+    assert found[0]["evidence"]["evaluation_name"] == "helpfulness"
+    assert found[0]["evidence"]["recent_mean"] < found[0]["evidence"]["reference_mean"] - 0.05
+
+
+def test_evaluation_log_records_are_quality_drift_of_their_traces_agent(
+    server: AgentwatchProcess,
+) -> None:
+    """Evaluations sent as OTLP log records (no agent on them) join their trace's agent."""
+    agent = Agent(server.endpoints["otlp_grpc"], "support-agent", "host-8:1")
+    logs = LoggerProvider(resource=Resource.create({"service.name": "support-agent-svc"}))
+    logs.add_log_record_processor(
+        BatchLogRecordProcessor(
+            OTLPLogExporter(endpoint=server.endpoints["otlp_grpc"], insecure=True),
+            schedule_delay_millis=100,
+        )
+    )
+    evaluator = logs.get_logger("evaluator")
+    try:
+        for n in range(120):
+            score = 0.9 - 0.02 * (n % 5) if n < 80 else 0.5 + 0.02 * (n % 5)
+            with agent.tracer.start_as_current_span(
+                "invoke_agent support-agent",
+                attributes={
+                    "gen_ai.operation.name": "invoke_agent",
+                    "gen_ai.agent.name": "support-agent",
+                },
+            ):
+                # Emitted while the run is open (the record carries the run's trace and
+                # span ids from the context): it may reach agentwatch before the span.
+                evaluator.emit(
+                    LogRecord(
+                        event_name="gen_ai.evaluation.result",
+                        context=get_current(),
+                        attributes={
+                            "gen_ai.evaluation.name": "helpfulness",
+                            "gen_ai.evaluation.score.value": score,
+                        },
+                    )
+                )
+    finally:
+        agent.shutdown()
+        logs.shutdown()
+
+    found = wait_for(lambda: findings(server, kind="quality_drift"), timeout_s=60)
+
+    assert len(found) == 1
+    assert found[0]["agent_name"] == "support-agent"  # from the trace, not the service
     assert found[0]["evidence"]["evaluation_name"] == "helpfulness"
     assert found[0]["evidence"]["recent_mean"] < found[0]["evidence"]["reference_mean"] - 0.05
