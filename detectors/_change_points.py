@@ -7,6 +7,11 @@ the change is confirmed, so drift findings (and people) can point at a likely ca
 - `model`: the agent's LLM calls move to a response model (or provider) it had not
   used in at least `min_calls` calls before;
 - `tool_added`: the agent calls a tool it had not called in `min_calls` tool calls;
+- `tool_removed`: an established tool stops being called: at the share of runs the
+  agent used it in, a gap of that many runs without it should not have happened even
+  once among its gaps so far (runs_with_it * (1 - share) ^ runs_since < `max_p_value`,
+  and at least `min_calls` runs). Counted in runs, not calls, so one run looping on
+  one tool does not hide the others;
 - `tool_schema`: a tool's arguments (JSON object keys of `gen_ai.tool.call.arguments`,
   or of `input.value` on OpenInference TOOL spans) take a key set not seen before.
 
@@ -53,6 +58,14 @@ class _Agent:
     # When each value was first seen (the agent's call number then).
     model_first: dict[str, int] = field(default_factory=dict)
     tool_first: dict[str, int] = field(default_factory=dict)
+    # Runs with tool calls (distinct run ids among the recent ones), and per tool: the
+    # runs it was called in, and its last call (run number, end time, trace id).
+    runs: int = 0
+    recent_runs: BoundedDict[str, None] = field(default_factory=lambda: BoundedDict(1024))
+    tool_runs: Counter[str] = field(default_factory=Counter)
+    tool_first_run: dict[str, int] = field(default_factory=dict)
+    tool_last: dict[str, tuple[int, int, str]] = field(default_factory=dict)
+    removal_checked_at: int = 0  # runs at the last removal check
     schema_first: dict[str, dict[str, int]] = field(default_factory=dict)
     reported: set[str] = field(default_factory=set)  # incidents already reported
     open: list[Finding] = field(default_factory=list)
@@ -93,8 +106,9 @@ class ChangePointDetector:
             before = max((m for m in agent.models if m != model), key=agent.models.__getitem__)
             self._report(
                 agent,
-                span,
                 settings,
+                now_ns=span.end_ns,
+                trace_id=span.trace_id,
                 change="model",
                 incident=f"model\x00{model}",
                 summary=f"{agent.agent_name}: model changed from {before} to {model}",
@@ -104,11 +118,22 @@ class ChangePointDetector:
     def _tool_call(self, agent: _Agent, span: AgentSpan, settings: ChangePointConfig) -> None:
         tool = span.tool_name
         agent.tool_calls += 1
+        if span.run_id not in agent.recent_runs:
+            agent.runs += 1
+        agent.recent_runs[span.run_id] = None
+        if tool in agent.tools or len(agent.tools) < _MAX_VALUES:
+            last = agent.tool_last.get(tool)
+            if last is None or last[0] != agent.runs:
+                agent.tool_runs[tool] += 1
+            agent.tool_first_run.setdefault(tool, agent.runs)
+            agent.tool_last[tool] = (agent.runs, span.end_ns, span.trace_id)
+            agent.reported.discard(f"tool_removed\x00{tool}")  # back: it may go again
         if self._new_value(agent.tools, agent.tool_first, tool, agent.tool_calls, settings):
             self._report(
                 agent,
-                span,
                 settings,
+                now_ns=span.end_ns,
+                trace_id=span.trace_id,
                 change="tool_added",
                 incident=f"tool\x00{tool}",
                 summary=f"{agent.agent_name}: started calling a new tool, {tool}",
@@ -124,8 +149,9 @@ class ChangePointDetector:
             before = max((s for s in seen if s != schema), key=seen.__getitem__)
             self._report(
                 agent,
-                span,
                 settings,
+                now_ns=span.end_ns,
+                trace_id=span.trace_id,
                 change="tool_schema",
                 incident=f"schema\x00{tool}\x00{schema}",
                 summary=(
@@ -165,12 +191,52 @@ class ChangePointDetector:
         rate = (counts[value] - 1) / max(1, call_number - first)  # the first call is given
         return bool((1 - min(rate, 1.0)) ** calls_before < settings.max_p_value)
 
+    def _check_removed_tools(self, agent: _Agent, now_ns: int) -> None:
+        """Report tools the agent stopped calling (see the module docstring)."""
+        if agent.runs == agent.removal_checked_at:
+            return
+        agent.removal_checked_at = agent.runs
+        settings = self._settings(agent.agent_name)
+        for tool, (last_run, last_ns, trace_id) in list(agent.tool_last.items()):
+            runs_since = agent.runs - last_run
+            lifetime = last_run - agent.tool_first_run.get(tool, last_run) + 1
+            used = agent.tool_runs[tool]
+            if (
+                runs_since < settings.min_calls
+                or lifetime < settings.min_calls
+                or used < settings.confirm_calls
+            ):
+                continue
+            share = used / lifetime
+            # Each run with the tool ended a gap; over that many gaps, one this long
+            # should have been expected less than max_p_value times (watching a stream
+            # forever, a per-gap test alone would fire on chance gaps).
+            if used * (1 - min(share, 1.0)) ** runs_since >= settings.max_p_value:
+                continue
+            self._report(
+                agent,
+                settings,
+                now_ns=now_ns,
+                trace_id=trace_id,
+                change="tool_removed",
+                incident=f"tool_removed\x00{tool}",
+                summary=f"{agent.agent_name}: stopped calling {tool}",
+                evidence={
+                    "tool_name": tool,
+                    "runs_before": used,
+                    "share_of_runs": round(share, 4),
+                    "runs_since": runs_since,
+                    "last_called_at": iso(last_ns),
+                },
+            )
+
     def _report(
         self,
         agent: _Agent,
-        span: AgentSpan,
         settings: ChangePointConfig,
         *,
+        now_ns: int,
+        trace_id: str,
         change: str,
         incident: str,
         summary: str,
@@ -186,21 +252,21 @@ class ChangePointDetector:
             incident=f"{agent.agent_name}\x00{incident}",
             severity="info",
             summary=summary,
-            now_ns=span.end_ns,
+            now_ns=now_ns,
             evidence={
                 "change": change,
                 **evidence,
-                "first_seen_at": iso(span.end_ns),
-                "example_trace_id": span.trace_id,
+                "first_seen_at": iso(now_ns),
+                "example_trace_id": trace_id,
                 "settles_after_s": settings.settle,
             },
             agent_name=agent.agent_name,
             service_name=agent.service_name,
             tool_name=str(evidence.get("tool_name", "")),
-            trace_id=span.trace_id,
+            trace_id=trace_id,
         )
         agent.open.append(finding)
-        agent.history.append({"id": finding.id, "summary": summary, "at_ns": span.end_ns})
+        agent.history.append({"id": finding.id, "summary": summary, "at_ns": now_ns})
         del agent.history[:-_HISTORY]
 
     def recent_changes(self, tenant: str, agent_name: str, since_ns: int) -> list[dict[str, Any]]:
@@ -216,6 +282,8 @@ class ChangePointDetector:
 
     def tick(self, now_ns: int) -> None:
         for agent in self._agents.values():
+            if self._settings(agent.agent_name).enabled:
+                self._check_removed_tools(agent, now_ns)
             if not agent.open:
                 continue
             settle_ns = self._settings(agent.agent_name).settle * NS
@@ -245,6 +313,12 @@ class ChangePointDetector:
                     "tool_schema_calls": dict(a.tool_schema_calls),
                     "model_first": a.model_first,
                     "tool_first": a.tool_first,
+                    "runs": a.runs,
+                    "recent_runs": list(a.recent_runs),
+                    "tool_runs": dict(a.tool_runs),
+                    "tool_first_run": a.tool_first_run,
+                    "tool_last": a.tool_last,
+                    "removal_checked_at": a.removal_checked_at,
                     "schema_first": a.schema_first,
                     "reported": sorted(a.reported),
                     "open": [f.as_dict() for f in a.open],
@@ -264,6 +338,16 @@ class ChangePointDetector:
             agent.tool_schema_calls = Counter(data["tool_schema_calls"])
             agent.model_first = dict(data["model_first"])
             agent.tool_first = dict(data["tool_first"])
+            agent.tool_last = {
+                tool: (call, at_ns, trace_id)
+                for tool, (call, at_ns, trace_id) in data.get("tool_last", {}).items()
+            }
+            agent.removal_checked_at = data.get("removal_checked_at", 0)
+            agent.runs = data.get("runs", 0)
+            for run_id in data.get("recent_runs", []):
+                agent.recent_runs[run_id] = None
+            agent.tool_runs = Counter(data.get("tool_runs", {}))
+            agent.tool_first_run = dict(data.get("tool_first_run", {}))
             agent.schema_first = {t: dict(f) for t, f in data["schema_first"].items()}
             agent.reported = set(data["reported"])
             agent.open = [Finding.from_dict(f) for f in data["open"]]

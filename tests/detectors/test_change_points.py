@@ -22,9 +22,14 @@ def llm(n: int, model: str, provider: str = "openai") -> AgentSpan:
     return llm_call(f"{n:016x}", n, n + 0.5, model=model, provider=provider, trace_id=f"{n:032x}")
 
 
-def call(n: int, tool: str = "search", arguments: str | None = '{"q": "x"}') -> AgentSpan:
+def call(
+    n: int, tool: str = "search", arguments: str | None = '{"q": "x"}', run: str = ""
+) -> AgentSpan:
+    """Tool call number `n`, in a run of its own unless `run` is given."""
     attributes = {"gen_ai.tool.call.arguments": arguments} if arguments is not None else {}
-    return tool_call(f"{n:016x}", n, n + 0.5, tool=tool, attributes=attributes)
+    return tool_call(
+        f"{n:016x}", n, n + 0.5, tool=tool, attributes=attributes, run_id=run or f"run-{n}"
+    )
 
 
 def feed(engine: DetectorEngine, spans: list[AgentSpan]) -> list[Finding]:
@@ -69,6 +74,58 @@ def test_a_new_tool_is_a_change_point_and_a_rare_one_is_not() -> None:
     assert [f.evidence["change"] for f in found] == ["tool_added"]
     assert found[0].tool_name == "crm.lookup"
     assert "refunds.create" in found[0].evidence["tools_before"]
+
+
+def feed_and_tick(engine: DetectorEngine, spans: list[AgentSpan]) -> list[Finding]:
+    """Feed one span at a time and tick after each: removals are noticed on ticks."""
+    seen: list[Finding] = []
+    for span in spans:
+        engine.consume([span])
+        engine.tick(span.end_ns)
+        seen += changes(engine)
+    return seen
+
+
+def test_a_tool_that_stops_being_called_is_a_change_point_and_a_rare_one_is_not() -> None:
+    engine = new_engine()
+    mixed = [
+        call(n, "crm.lookup" if n % 3 == 0 else "refunds.create" if n % 40 == 39 else "search")
+        for n in range(400)
+    ]
+    assert feed_and_tick(engine, mixed) == []
+
+    found = feed_and_tick(engine, [call(n, "search") for n in range(400, 460)])
+
+    assert [(f.evidence["change"], f.tool_name) for f in found] == [("tool_removed", "crm.lookup")]
+    removed = found[0]
+    assert removed.evidence["last_called_at"] == "2023-11-14T22:19:59.500Z"  # call 399
+    # In 134 of its 400 runs: flagged at the first n with 134 * (1 - 134/400) ^ n < 0.001.
+    expected = next(n for n in range(20, 100) if 134 * (1 - 134 / 400) ** n < 0.001)
+    assert removed.evidence["runs_since"] == expected
+    assert "stopped calling crm.lookup" in removed.summary
+
+
+def test_one_run_looping_on_one_tool_does_not_make_the_others_look_removed() -> None:
+    engine = new_engine()
+    feed_and_tick(engine, [call(n, "crm.lookup" if n % 3 == 0 else "search") for n in range(300)])
+
+    loop = [call(n, "search", run="run-looping") for n in range(300, 500)]
+
+    assert feed_and_tick(engine, loop) == []
+
+
+def test_a_removed_tool_that_returns_and_goes_again_is_reported_again() -> None:
+    engine = new_engine()
+    feed_and_tick(engine, [call(n, "crm.lookup" if n % 2 else "search") for n in range(200)])
+    first = feed_and_tick(engine, [call(n, "search") for n in range(200, 240)])
+    back = feed_and_tick(
+        engine, [call(n, "crm.lookup" if n % 2 else "search") for n in range(240, 300)]
+    )
+    again = feed_and_tick(engine, [call(n, "search") for n in range(300, 340)])
+
+    assert [f.evidence["change"] for f in first if f.state == "open"] == ["tool_removed"]
+    assert [f for f in back if f.state == "open"] == []
+    assert [f.evidence["change"] for f in again if f.state == "open"] == ["tool_removed"]
 
 
 def test_a_tool_schema_change_is_a_change_point_and_optional_keys_are_not() -> None:
