@@ -20,7 +20,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
-from ingest._conventions import MARKER_KEY, StepFields, derive_step_fields
+from ingest._conventions import (
+    MARKER_KEY,
+    PENDING_NAME,
+    PENDING_SPAN_ID,
+    StepFields,
+    derive_step_fields,
+)
 from ingest._insert_sql import convention_key_names
 from ingest._resolve import scan_spans_decoded
 
@@ -31,9 +37,6 @@ except ImportError:  # not built: the Python pass does the work
 from ingest._logs import event_name, iter_log_entries
 from ingest._translate import any_value_to_str
 from ingest._wal_record import ResolvedSpan, iter_records, read_envelope, read_logs_payload
-
-PENDING_SPAN_ID = "agentwatch.pending.span_id"
-PENDING_NAME = "agentwatch.pending.name"
 
 _WANTED_KEY_TUPLE = tuple(
     sorted(

@@ -89,6 +89,10 @@ _MAX_TOKENS = 2**63 - 1
 SDK_ARGUMENTS_HASH = "agentwatch.tool.call.arguments_hash"
 # agentwatch_sdk marker spans: "heartbeat" or "pending" (signals, not work).
 MARKER_KEY = "agentwatch.marker"
+# A pending marker's attributes: the span that started, and its name.
+PENDING_SPAN_ID = "agentwatch.pending.span_id"
+PENDING_NAME = "agentwatch.pending.name"
+
 _JSON_OPENERS = frozenset('{["')
 
 

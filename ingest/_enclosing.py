@@ -28,6 +28,22 @@ class SpanLink(NamedTuple):
     run_id: str
 
 
+def announced_link(marker: SpanLink, started_span_id_hex: str) -> list[SpanLink]:
+    """The link of the span a pending marker announced (the marker shares its parent).
+
+    A pending marker (agentwatch_sdk) is sent when a span starts. Until that span ends
+    and arrives, the marker is what places it in its trace, so the steps under a
+    running agent span take the agent's name as they arrive, not only after the run.
+    """
+    try:
+        span_id = bytes.fromhex(started_span_id_hex)
+    except ValueError:
+        return []
+    if len(span_id) != 8:
+        return []
+    return [marker._replace(span_id=span_id)]
+
+
 class Correction(NamedTuple):
     """A span seen earlier whose inherited agent or run is now known better."""
 

@@ -14,13 +14,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
-from ingest._conventions import SDK_ARGUMENTS_HASH, enclosing_context
+from ingest._conventions import PENDING_SPAN_ID, SDK_ARGUMENTS_HASH, enclosing_context
 
 try:
     from ingest import _wirescan
 except ImportError:  # not built (no compiler at install): the Python pass does the work
     _wirescan = None  # type: ignore[assignment]
-from ingest._enclosing import Correction, EnclosingResolver, SpanLink
+from ingest._enclosing import Correction, EnclosingResolver, SpanLink, announced_link
 from ingest._light_schema import LightRequest, attribute_key
 from ingest._translate import any_value_to_str
 from ingest._wal_record import ResolvedSpan, encode_envelope, frame
@@ -43,6 +43,7 @@ CONTEXT_KEYS: frozenset[str] = frozenset(
         "tool.parameters",
         "traceloop.entity.input",
         SDK_ARGUMENTS_HASH,
+        PENDING_SPAN_ID,
     }
 )
 
@@ -131,11 +132,24 @@ def resolve_request(
     """
     links: list[SpanLink] = []
     arg_hashes: list[str] = []
+    # A pending marker (agentwatch_sdk) announces a span that started: until that span
+    # ends and arrives, its place in the trace is known from the marker, so the steps
+    # under a running agent span take the agent's name as they arrive.
+    announced: list[SpanLink] = []
     for trace_id, span_id, parent_span_id, hits in scan_spans(body):
-        agent_name, run_id, arg_hash = enclosing_context(_context(hits)) if hits else _NONE
+        if hits:
+            context = _context(hits)
+            agent_name, run_id, arg_hash = enclosing_context(context)
+            started = context.get(PENDING_SPAN_ID, "")
+            if started:
+                link = SpanLink(trace_id, span_id, parent_span_id, agent_name, run_id)
+                announced.extend(announced_link(link, started))
+        else:
+            agent_name, run_id, arg_hash = _NONE
         links.append(SpanLink(trace_id, span_id, parent_span_id, agent_name, run_id))
         arg_hashes.append(arg_hash)
-    attributions, corrections = resolver.add(links)
+    attributions, corrections = resolver.add(links + announced)
+    del attributions[len(links) :]
     resolved = []
     for link, (agent_name, run_id), arg_hash in zip(links, attributions, arg_hashes, strict=True):
         inherited_agent = "" if link.agent_name else agent_name

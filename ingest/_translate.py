@@ -20,8 +20,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from ingest._batch import SpanBatch
-from ingest._conventions import MARKER_KEY, derive_agent_fields
-from ingest._enclosing import EnclosingResolver, SpanLink
+from ingest._conventions import MARKER_KEY, PENDING_SPAN_ID, derive_agent_fields
+from ingest._enclosing import EnclosingResolver, SpanLink, announced_link
 
 # The Collector's ClickHouse exporter writes these strings; Grafana's trace view reads them.
 SPAN_KIND_NAMES = {
@@ -117,7 +117,15 @@ def translate(
             scope = scope_spans.scope
             for span in scope_spans.spans:
                 links.append(_append_span(batch, span, resource_attrs, service_name, scope))
-    _fill_enclosing(batch, links, resolver or EnclosingResolver(capacity=len(links) + 1))
+    announced = [
+        announced
+        for link, attrs in zip(links, batch.SpanAttributes, strict=True)
+        if PENDING_SPAN_ID in attrs
+        for announced in announced_link(link, attrs[PENDING_SPAN_ID])
+    ]
+    _fill_enclosing(
+        batch, links, announced, resolver or EnclosingResolver(capacity=2 * len(links) + 1)
+    )
     batch.TenantId.extend([tenant] * len(links))
     return batch
 
@@ -177,10 +185,17 @@ def _append_span(
     )
 
 
-def _fill_enclosing(batch: SpanBatch, links: list[SpanLink], resolver: EnclosingResolver) -> None:
+def _fill_enclosing(
+    batch: SpanBatch,
+    links: list[SpanLink],
+    announced: list[SpanLink],
+    resolver: EnclosingResolver,
+) -> None:
     """AgentName and RunId: the span's own, else an enclosing span's, else the service
-    name and the trace id."""
-    attributions, _ = resolver.add(links)  # corrections to earlier batches: see the caller
+    name and the trace id. `announced`: spans known from pending markers only."""
+    # Corrections to earlier batches: see the caller.
+    attributions, _ = resolver.add(links + announced)
+    del attributions[len(links) :]
     for index, (agent_name, run_id) in enumerate(attributions):
         batch.AgentName.append(agent_name or batch.ServiceName[index])
         batch.RunId.append(run_id or batch.TraceId[index])

@@ -30,12 +30,30 @@ from ingest._wal_record import iter_records, read_logs_payload
 from tests.otlp import kv, make_request, make_span
 
 
-def _agent_traffic(runs: int) -> list[ExportTraceServiceRequest]:
-    """Runs split the way exporters send them: steps first, the agent root last."""
+def _agent_traffic(runs: int, announce: bool = False) -> list[ExportTraceServiceRequest]:
+    """Runs split the way exporters send them: steps first, the agent root last.
+
+    With `announce`, every other run starts with agentwatch_sdk's pending marker for
+    its root (sent when the root starts, with the agent's name and conversation).
+    """
     requests = []
     for n in range(runs):
         trace_id = secrets.token_bytes(16)
         root_id = secrets.token_bytes(8)
+        if announce and n % 2 == 0:
+            marker = make_span(
+                "agentwatch.pending",
+                trace_id,
+                attributes={
+                    "agentwatch.marker": "pending",
+                    "agentwatch.pending.span_id": root_id.hex(),
+                    "agentwatch.pending.name": "invoke_agent billing",
+                    "gen_ai.operation.name": "invoke_agent",
+                    "gen_ai.agent.name": "billing",
+                    "gen_ai.conversation.id": f"conv-{n}",
+                },
+            )
+            requests.append(make_request([marker], service="billing-svc"))
         steps = [
             make_span(
                 "chat gpt-4o",
@@ -100,8 +118,9 @@ def walker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     return str(request.param)
 
 
-def test_agent_fields_match_the_reference_translation(walker: str) -> None:
-    requests = _agent_traffic(40)
+@pytest.mark.parametrize("announce", [False, True])
+def test_agent_fields_match_the_reference_translation(walker: str, announce: bool) -> None:
+    requests = _agent_traffic(40, announce)
     spans = [span for record in _records(requests) for span in record_agent_spans(record)]
     resolver = EnclosingResolver()
     expected = [translate(request, "acme", resolver) for request in requests]
@@ -147,7 +166,7 @@ def test_agent_fields_match_the_reference_translation(walker: str) -> None:
         )
         for s in spans
     ]
-    assert len(seen) == 160
+    assert len(seen) == (180 if announce else 160)  # 4 spans a run, a marker every other
     assert seen == columns
     assert {s.tenant for s in spans} == {"acme"}
     assert any(s.tool_name for s in spans)
@@ -280,6 +299,22 @@ def test_evaluation_events_are_read(walker: str) -> None:
         Evaluation(1235, "faithful", None, "pass"),
     )
     assert [read] == _agent_spans.record_agent_spans_python(record)
+
+
+def test_steps_under_an_announced_agent_span_take_its_agent_as_they_arrive(walker: str) -> None:
+    spans = [
+        span
+        for record in _records(_agent_traffic(10, announce=True))
+        for span in record_agent_spans(record)
+        if span.operation in ("chat", "execute_tool")
+    ]
+    by_run = {(span.agent_name, span.run_id) for span in spans}
+
+    # Announced runs: the agent and conversation from the marker. The others: their
+    # root arrives last, so their steps fall back to the service and the trace id.
+    assert {("billing", f"conv-{n}") for n in range(0, 10, 2)} <= by_run
+    assert {agent for agent, run in by_run if not run.startswith("conv-")} == {"billing-svc"}
+    assert len(by_run) == 10
 
 
 def _logs_request() -> ExportLogsServiceRequest:
