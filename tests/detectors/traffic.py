@@ -45,7 +45,7 @@ from typing import Any, Literal
 from detectors import DetectorConfig, DetectorEngine, Finding
 from detectors._zombie import ZombieRunDetector
 from ingest import AgentSpan, Evaluation
-from ingest._enclosing import EnclosingResolver, SpanLink
+from ingest._enclosing import EnclosingResolver, SpanLink, announced_link
 
 NS = 1_000_000_000
 MS = 1_000_000
@@ -1267,7 +1267,13 @@ def _batch(
         )
         for raw in raws
     ]
-    attributions, _ = resolver.add(links)
+    announced = [
+        announced
+        for link, raw in zip(links, raws, strict=True)
+        if raw.pending_span_id
+        for announced in announced_link(link, raw.pending_span_id)
+    ]
+    attributions, _ = resolver.add(links + announced)
     spans = [
         AgentSpan(
             tenant=TENANT,
@@ -1296,7 +1302,7 @@ def _batch(
             attributes=raw.attributes,
             evaluations=raw.evaluations,
         )
-        for raw, (agent, run) in zip(raws, attributions, strict=True)
+        for raw, (agent, run) in zip(raws, attributions[: len(raws)], strict=True)
     ]
     return Batch(delivered_ns, spans)
 
