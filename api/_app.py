@@ -6,16 +6,19 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from api._agents import router as agents_router
 from api._deps import ApiContext, ContextDep
 from api._findings import router as findings_router
 from api._logs import router as logs_router
+from api._timeseries import router as timeseries_router
+from api._tools import router as tools_router
 from api._traces import router as traces_router
 
 
 def create_app(context: ApiContext, registry: CollectorRegistry | None = None) -> FastAPI:
     app = FastAPI(
         title="agentwatch",
-        summary="Query API for agent traces and detector findings",
+        summary="Query API for agent traces, agents, tools, findings and time series",
         version="0.1.0",
     )
     app.state.context = context
@@ -41,4 +44,7 @@ def create_app(context: ApiContext, registry: CollectorRegistry | None = None) -
     app.include_router(traces_router)
     app.include_router(findings_router)
     app.include_router(logs_router)
+    app.include_router(agents_router)
+    app.include_router(tools_router)
+    app.include_router(timeseries_router)
     return app

@@ -14,7 +14,7 @@ from api._traces import parse_time_param
 
 router = APIRouter(prefix="/api/v1", tags=["findings"])
 
-_COLUMNS = (
+_FINDING_COLUMNS = (
     "Id, Kind, State, Severity, AgentName, ServiceName, ToolName, TraceId, RunId, "
     "OpenedAt, UpdatedAt, ResolvedAt, Summary, Evidence"
 )
@@ -58,12 +58,12 @@ def list_findings(
         params["since"] = parse_time_param("since", since, datetime.now(UTC))
         where.append("(ResolvedAt IS NULL OR ResolvedAt >= {since:DateTime64(3)})")
     rows = store.query(
-        f"SELECT {_COLUMNS} FROM {store.table('findings')} FINAL WHERE "
+        f"SELECT {_FINDING_COLUMNS} FROM {store.table('findings')} FINAL WHERE "
         + " AND ".join(where)
         + " ORDER BY OpenedAt DESC, Id LIMIT {limit:UInt32}",
         params,
     )
-    return FindingList(findings=[_finding(row) for row in rows])
+    return FindingList(findings=[finding_out(row) for row in rows])
 
 
 @router.get("/findings/{finding_id}", response_model=FindingOut)
@@ -71,13 +71,13 @@ def get_finding(finding_id: str, store: StoreDep, tenant: TenantDep) -> FindingO
     params: dict[str, Any] = {"id": finding_id.lower(), "tenant": tenant}
     tenant_clause = " AND TenantId = {tenant:String}" if tenant is not None else ""
     rows = store.query(
-        f"SELECT {_COLUMNS} FROM {store.table('findings')} FINAL "
+        f"SELECT {_FINDING_COLUMNS} FROM {store.table('findings')} FINAL "
         "WHERE Id = {id:String}" + tenant_clause,
         params,
     )
     if not rows:
         raise HTTPException(status_code=404, detail=f"finding {finding_id} not found")
-    return _finding(rows[0])
+    return finding_out(rows[0])
 
 
 def _time(moment: datetime | None) -> str | None:
@@ -88,7 +88,12 @@ def _time(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _finding(row: dict[str, Any]) -> FindingOut:
+def findings_columns() -> str:
+    """The columns `finding_out` reads, for other endpoints' findings queries."""
+    return _FINDING_COLUMNS
+
+
+def finding_out(row: dict[str, Any]) -> FindingOut:
     return FindingOut(
         id=row["Id"],
         kind=row["Kind"],

@@ -23,10 +23,10 @@ def list_logs(
     span_id: str | None = None,
     event_name: str | None = None,
     service: str | None = None,
-    start: Annotated[
+    since: Annotated[
         str | None, Query(description="RFC 3339, Unix time or a duration ago; default 1h")
     ] = None,
-    end: Annotated[str | None, Query(description="default now")] = None,
+    until: Annotated[str | None, Query(description="default now")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> LogList:
     """Newest first. With `trace_id` the time range is ignored: a trace's logs, whenever."""
@@ -45,8 +45,8 @@ def list_logs(
             params[name] = value
             where.append(clause)
     if trace_id is None:
-        params["start"] = parse_time_param("start", start, now - timedelta(hours=1))
-        params["end"] = parse_time_param("end", end, now)
+        params["start"] = parse_time_param("since", since, now - timedelta(hours=1))
+        params["end"] = parse_time_param("until", until, now + timedelta(minutes=5))
         where.append("Timestamp >= {start:DateTime64(9)} AND Timestamp <= {end:DateTime64(9)}")
     rows = store.query(
         "SELECT toUnixTimestamp64Nano(Timestamp) AS time_ns, TraceId, SpanId, SeverityText, "

@@ -13,6 +13,12 @@ class SpanEvent(BaseModel):
     attributes: dict[str, str]
 
 
+class SpanLinkOut(BaseModel):
+    trace_id: str
+    span_id: str
+    attributes: dict[str, str]
+
+
 class SpanOut(BaseModel):
     span_id: str
     parent_span_id: str
@@ -27,6 +33,7 @@ class SpanOut(BaseModel):
     attributes: dict[str, str]
     resource_attributes: dict[str, str]
     events: list[SpanEvent]
+    links: list[SpanLinkOut]
     agent_name: str
     run_id: str
     operation: str
@@ -40,9 +47,19 @@ class SpanOut(BaseModel):
     is_error: bool
 
 
+class TraceNode(BaseModel):
+    """A span's place in the trace tree (details in `spans`)."""
+
+    span_id: str
+    name: str
+    operation: str
+    children: list[TraceNode]
+
+
 class TraceOut(BaseModel):
     trace_id: str
-    spans: list[SpanOut]
+    spans: list[SpanOut]  # in start order
+    tree: list[TraceNode]  # roots (spans whose parent is not in the trace), children nested
 
 
 class TraceSummary(BaseModel):
@@ -59,6 +76,7 @@ class TraceSummary(BaseModel):
 
 class TraceList(BaseModel):
     traces: list[TraceSummary]
+    next_cursor: str | None = None  # pass as `cursor` for the next (older) page
 
 
 class FindingOut(BaseModel):
@@ -97,3 +115,109 @@ class LogOut(BaseModel):
 
 class LogList(BaseModel):
     logs: list[LogOut]
+
+
+class AgentOut(BaseModel):
+    """An agent as telemetry shows it (the registry built from spans)."""
+
+    name: str
+    service_name: str  # the service it ran under most recently
+    services: list[str]
+    owner: str  # resource attribute agent.owner, else service.owner ("" when unknown)
+    tools: list[str]
+    models: list[str]
+    first_seen: str
+    last_seen: str
+    runs: int
+    failed_runs: int
+    success_rate: float | None  # None: no runs
+    error_rate: float | None
+    input_tokens: int
+    output_tokens: int
+    open_findings: int
+
+
+class AgentList(BaseModel):
+    agents: list[AgentOut]
+
+
+class TimePoint(BaseModel):
+    time: str
+    value: float | None
+
+
+class AgentScorecard(BaseModel):
+    """One agent over a time range."""
+
+    name: str
+    since: str
+    until: str
+    services: list[str]
+    owner: str
+    runs: int
+    failed_runs: int
+    success_rate: float | None
+    run_duration_p50_ns: int | None
+    run_duration_p95_ns: int | None
+    steps_per_run: float | None
+    tool_calls: int
+    tool_failures: int
+    tool_failure_rate: float | None
+    input_tokens: int
+    output_tokens: int
+    tools: list[str]
+    models: list[str]
+    evaluation_scores: dict[str, list[TimePoint]]  # evaluation name -> mean per bucket
+    findings: list[FindingOut]
+
+
+class ToolOut(BaseModel):
+    name: str
+    agents: list[str]
+    calls: int
+    failures: int
+    failure_rate: float
+    latency_p50_ns: int
+    latency_p95_ns: int
+    top_error_types: list[str]
+
+
+class ToolList(BaseModel):
+    tools: list[ToolOut]
+
+
+class ToolCallOut(BaseModel):
+    """One tool call, for the audit trail."""
+
+    time: str
+    tenant: str
+    agent_name: str
+    service_name: str
+    service_instance_id: str
+    user_id: str  # enduser.id / user.id when the instrumentation sets it
+    tool_name: str
+    tool_call_id: str
+    arguments_hash: str
+    status: str  # ok / error
+    error_type: str
+    duration_ns: int
+    trace_id: str
+    span_id: str
+    run_id: str
+
+
+class ToolCallPage(BaseModel):
+    tool_calls: list[ToolCallOut]
+    next_cursor: str | None
+
+
+class SeriesPoint(BaseModel):
+    time: str
+    series: str  # the group's value (agent, tool, service), "" when not grouped
+    value: float | None
+
+
+class TimeSeries(BaseModel):
+    metric: str
+    step_s: int
+    points: list[SeriesPoint]

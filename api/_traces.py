@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 
 from api._deps import StoreDep, TenantDep
-from api._models import SpanEvent, SpanOut, TraceList, TraceOut, TraceSummary
-from api._time import format_ns, parse_time, to_ns
+from api._models import (
+    SpanEvent,
+    SpanLinkOut,
+    SpanOut,
+    TraceList,
+    TraceNode,
+    TraceOut,
+    TraceSummary,
+)
+from api._query import Where, decode_cursor, encode_cursor
+from api._time import format_ns, parse_time
 from ingest import EnclosingResolver, SpanLink
 from ingest._conventions import derive_agent_fields
 
@@ -23,6 +32,8 @@ _SPAN_COLUMNS = """
     ServiceName, Duration, StatusCode, StatusMessage, SpanAttributes, ResourceAttributes,
     arrayMap(t -> toUnixTimestamp64Nano(t), `Events.Timestamp`) AS event_ns,
     `Events.Name` AS event_names, `Events.Attributes` AS event_attrs,
+    `Links.TraceId` AS link_trace_ids, `Links.SpanId` AS link_span_ids,
+    `Links.Attributes` AS link_attrs,
     AgentName, RunId, Operation, ToolName, ToolCallId, RequestModel, ResponseModel, Provider,
     InputTokens, OutputTokens, ErrorType, IsError
 """
@@ -77,9 +88,21 @@ def get_trace(
     if not rows:
         raise HTTPException(status_code=404, detail=f"trace {trace_id} not found")
     resolved = _resolve_enclosing(trace_id, rows)
-    return TraceOut(
-        trace_id=trace_id, spans=[_span_out(row, *resolved[row["SpanId"]]) for row in rows]
-    )
+    spans = [_span_out(row, *resolved[row["SpanId"]]) for row in rows]
+    return TraceOut(trace_id=trace_id, spans=spans, tree=_tree(spans))
+
+
+def _tree(spans: list[SpanOut]) -> list[TraceNode]:
+    """Nest spans under their parents; a span whose parent is missing is a root."""
+    nodes = {
+        s.span_id: TraceNode(span_id=s.span_id, name=s.name, operation=s.operation, children=[])
+        for s in spans
+    }
+    roots: list[TraceNode] = []
+    for span in spans:  # in start order, so children are too
+        parent = nodes.get(span.parent_span_id) if span.parent_span_id != span.span_id else None
+        (parent.children if parent is not None else roots).append(nodes[span.span_id])
+    return roots
 
 
 def _resolve_enclosing(trace_id: str, rows: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
@@ -124,6 +147,12 @@ def _span_out(row: dict[str, Any], agent_name: str, run_id: str) -> SpanOut:
                 row["event_ns"], row["event_names"], row["event_attrs"], strict=True
             )
         ],
+        links=[
+            SpanLinkOut(trace_id=link_trace, span_id=link_span, attributes=attrs)
+            for link_trace, link_span, attrs in zip(
+                row["link_trace_ids"], row["link_span_ids"], row["link_attrs"], strict=True
+            )
+        ],
         agent_name=agent_name,
         run_id=run_id,
         operation=row["Operation"],
@@ -144,48 +173,60 @@ def list_traces(
     tenant: TenantDep,
     service: str | None = None,
     agent: str | None = None,
+    tool: Annotated[str | None, Query(description="traces with a call of this tool")] = None,
+    q: Annotated[str | None, Query(description="text in a span name (case-insensitive)")] = None,
     since: Annotated[str | None, Query(description="RFC 3339, Unix time or '1h'")] = None,
     until: str | None = None,
     status: Literal["ok", "error"] | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> TraceList:
-    now = datetime.now(UTC)
-    params: dict[str, Any] = {
-        "since_ns": to_ns(parse_time_param("since", since, now - timedelta(hours=24))),
-        "until_ns": to_ns(parse_time_param("until", until, now + timedelta(minutes=5))),
-        "tenant": tenant,
-        "limit": limit,
-        "service": service or "",
-        "agent": agent or "",
-    }
-    having = ["1"]
+    """Trace summaries, newest first, a page at a time."""
+    where = Where().tenant(tenant)
+    where.time_range(since, until, timedelta(hours=24))
+    having = Where()
     if service:
-        having.append("has(services, {service:String})")
+        having.add("has(services, {service:String})", service=service)
     if agent:
-        having.append("has(agent_names, {agent:String})")
+        having.add("has(agent_names, {agent:String})", agent=agent)
+    if tool:
+        having.add("has(tool_names, {tool:String})", tool=tool)
+    if q:
+        having.add(
+            "arrayExists(n -> positionCaseInsensitiveUTF8(n, {q:String}) > 0, span_names)", q=q
+        )
     if status == "error":
-        having.append("error_count > 0")
+        having.add("error_count > 0")
     elif status == "ok":
-        having.append("error_count = 0")
+        having.add("error_count = 0")
+    if cursor is not None:
+        cursor_ns, cursor_trace = decode_cursor(cursor)
+        having.add(
+            "(start_ns, TraceId) < ({cursor_ns:Int64}, {cursor_trace:String})",
+            cursor_ns=cursor_ns,
+            cursor_trace=cursor_trace,
+        )
     rows = store.query(
         "SELECT TraceId, min(toUnixTimestamp64Nano(Timestamp)) AS start_ns, "
         "max(toUnixTimestamp64Nano(Timestamp) + Duration) AS end_ns, "
         "countIf(Marker = '') AS span_count, "
         "countIf(IsError = 1 AND Marker = '') AS error_count, "
         "groupUniqArray(ServiceName) AS services, "
-        "groupUniqArray(AgentName) AS agent_names, "
+        "groupUniqArrayIf(AgentName, Marker = '') AS agent_names, "
+        "groupUniqArrayIf(ToolName, ToolName != '') AS tool_names, "
+        "groupUniqArrayIf(SpanName, Marker = '') AS span_names, "
         "argMinIf(SpanName, Timestamp, ParentSpanId = '') AS root_name, "
         "argMinIf(ServiceName, Timestamp, ParentSpanId = '') AS root_service "
-        f"FROM {store.table('otel_traces')} "
-        "WHERE Timestamp >= fromUnixTimestamp64Nano({since_ns:Int64}) "
-        "AND Timestamp <= fromUnixTimestamp64Nano({until_ns:Int64})"
-        + _tenant_clause(tenant)
-        + " GROUP BY TraceId HAVING "
-        + " AND ".join(having)
-        + " ORDER BY start_ns DESC LIMIT {limit:UInt32}",
-        params,
+        f"FROM {store.table('otel_traces')} WHERE {where.sql()} "
+        f"GROUP BY TraceId HAVING {having.sql()} "
+        "ORDER BY start_ns DESC, TraceId DESC LIMIT {limit:UInt32}",
+        {**where.params, **having.params, "limit": limit + 1},
     )
-    return TraceList(traces=[_summary(row) for row in rows])
+    page = rows[:limit]
+    next_cursor = (
+        encode_cursor(int(page[-1]["start_ns"]), page[-1]["TraceId"]) if len(rows) > limit else None
+    )
+    return TraceList(traces=[_summary(row) for row in page], next_cursor=next_cursor)
 
 
 def _summary(row: dict[str, Any]) -> TraceSummary:
