@@ -152,8 +152,11 @@ class Agentwatch:
                 ExportHandler(pipeline.accept_logs, authenticator, self.metrics, LOGS),
             ]
             # Stopped in reverse order: receivers first, then the drain, then the API.
+            query_store = self._query_store(store)
+            if query_store is not store:
+                stack.callback(query_store.close)
             api_server = HttpServer(
-                create_app(self._api_context(store, pipeline), self.metrics.registry),
+                create_app(self._api_context(query_store, pipeline), self.metrics.registry),
                 _bind(settings.api),
             )
             await api_server.start()
@@ -196,6 +199,15 @@ class Agentwatch:
             # now; the first insert creates the schema. /readyz says what is missing.
             log.warning("ClickHouse not reachable yet, accepting into the log: %s", exc)
         return store
+
+    def _query_store(self, store: ClickHouseStore) -> ClickHouseStore:
+        """The store the API reads through: a read-only user's when one is configured."""
+        if not self.settings.clickhouse_query_url:
+            return store
+        # Never opened: opening creates the schema, which a read-only user cannot.
+        return ClickHouseStore(
+            self.settings.clickhouse_query_url, database=self.settings.clickhouse_database
+        )
 
     def _detector_section(self) -> dict[str, Any] | None:
         """The `detectors:` section, validated here so a mistake stops start-up."""

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     otlp_http: str = "127.0.0.1:4318"
     api: str = "127.0.0.1:8000"
     clickhouse_url: str | None = None
+    # The API's reads, as a read-only ClickHouse user (server mode; see the README).
+    clickhouse_query_url: str | None = None
     clickhouse_database: str = Field(default="agentwatch", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     config: Path | None = None
     ingest_tokens: TokenMap = Field(default_factory=dict)
@@ -78,6 +80,24 @@ class Settings(BaseSettings):
         if value and not value.startswith(("http://", "https://", "chdb://")):
             raise ValueError("must start with http://, https:// or chdb://")
         return value or None
+
+    @field_validator("clickhouse_query_url")
+    @classmethod
+    def _check_query_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https:// (a ClickHouse server)")
+        return value or None
+
+    @model_validator(mode="after")
+    def _query_url_needs_a_server(self) -> Settings:
+        if self.clickhouse_query_url and not (
+            self.clickhouse_url and self.clickhouse_url.startswith(("http://", "https://"))
+        ):
+            raise ValueError(
+                "AGENTWATCH_CLICKHOUSE_QUERY_URL is set but AGENTWATCH_CLICKHOUSE_URL is not a "
+                "ClickHouse server (the embedded store has no users)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_open_public_binding(self) -> Settings:

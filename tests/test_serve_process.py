@@ -89,6 +89,12 @@ def test_second_process_on_the_same_data_dir_is_refused_in_one_line(tmp_path: Pa
         (["--api", "localhost"], {}, "AGENTWATCH_API"),
         ([], {"AGENTWATCH_INGEST_TOKENS": "no-tenant"}, "AGENTWATCH_INGEST_TOKENS"),
         (["--clickhouse-url", "ftp://x"], {}, "AGENTWATCH_CLICKHOUSE_URL"),
+        ([], {"AGENTWATCH_CLICKHOUSE_QUERY_URL": "chdb:///x"}, "AGENTWATCH_CLICKHOUSE_QUERY_URL"),
+        (
+            [],
+            {"AGENTWATCH_CLICKHOUSE_QUERY_URL": "http://ro@localhost:8123"},
+            "AGENTWATCH_CLICKHOUSE_QUERY_URL is set but AGENTWATCH_CLICKHOUSE_URL",
+        ),
     ],
 )
 def test_bad_configuration_is_one_line_naming_the_setting(
