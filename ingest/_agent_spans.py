@@ -34,9 +34,15 @@ try:
     from ingest import _wirescan
 except ImportError:  # not built: the Python pass does the work
     _wirescan = None  # type: ignore[assignment]
-from ingest._logs import event_name, iter_log_entries
+from ingest._logs import event_name, iter_log_entries, record_time_ns
 from ingest._translate import any_value_to_str
-from ingest._wal_record import ResolvedSpan, iter_records, read_envelope, read_logs_payload
+from ingest._wal_record import (
+    LogsPayload,
+    ResolvedSpan,
+    iter_records,
+    read_envelope,
+    read_logs_payload,
+)
 
 _WANTED_KEY_TUPLE = tuple(
     sorted(
@@ -149,7 +155,7 @@ def record_agent_spans(
     """
     logs = read_logs_payload(record)
     if logs is not None:
-        return log_evaluation_spans(*logs)
+        return log_evaluation_spans(logs)
     if _wirescan is None:
         return record_agent_spans_python(record, keys)
     try:
@@ -217,7 +223,7 @@ def record_agent_spans_python(
     """`record_agent_spans` without `scan_record`: protobuf runtime plus the scan pass."""
     logs = read_logs_payload(record)
     if logs is not None:
-        return log_evaluation_spans(*logs)
+        return log_evaluation_spans(logs)
     envelope = read_envelope(record)
     request = ExportTraceServiceRequest.FromString(record)
     scanned = iter(scan_spans_decoded(record, keys))
@@ -279,7 +285,7 @@ def record_agent_spans_python(
 EVALUATION_MARKER = "evaluation"
 
 
-def log_evaluation_spans(tenant: str, payload: bytes) -> list[AgentSpan]:
+def log_evaluation_spans(logs: LogsPayload) -> list[AgentSpan]:
     """The `gen_ai.evaluation.result` log records of a logs request, as marker spans.
 
     Current GenAI instrumentations emit evaluation results as log records (events)
@@ -288,7 +294,8 @@ def log_evaluation_spans(tenant: str, payload: bytes) -> list[AgentSpan]:
     `gen_ai.agent.name` when set, else "" for the detectors to join from the trace.
     """
     out: list[AgentSpan] = []
-    for resource_logs, _, record in iter_log_entries(payload):
+    tenant = logs.tenant
+    for resource_logs, _, record in iter_log_entries(logs.request):
         attrs = {kv.key: any_value_to_str(kv.value) for kv in record.attributes}
         if event_name(record, attrs) != EVALUATION_EVENT:
             continue
@@ -298,7 +305,7 @@ def log_evaluation_spans(tenant: str, payload: bytes) -> list[AgentSpan]:
                 service_name = any_value_to_str(kv.value)
             elif kv.key == "service.instance.id":
                 instance_id = any_value_to_str(kv.value)
-        at_ns = record.time_unix_nano or record.observed_time_unix_nano
+        at_ns = record_time_ns(record, logs.received_ns)
         trace_id = record.trace_id.hex()
         out.append(
             AgentSpan(

@@ -281,4 +281,7 @@ def insert_settings(dedup_token: str, embedded: bool) -> dict[str, str | int]:
         "input_format_protobuf_oneof_presence": 1,
         "output_format_json_escape_forward_slashes": 0,
         "insert_deduplication_token": dedup_token,
+        # A segment may span many days (a backfill, a long outage's replay): one
+        # partition per day must never make a segment uninsertable.
+        "max_partitions_per_insert_block": 0,
     }

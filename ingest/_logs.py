@@ -8,6 +8,7 @@ the Collector ClickHouse exporter's, filled the way it fills them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +16,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from ingest._translate import any_value_to_str, attributes_to_map
-from ingest._wal_record import encode_logs_record, frame
+from ingest._wal_record import LogsPayload, encode_logs_record, frame
 
 LOG_COLUMNS = (
     "Timestamp",
@@ -84,7 +85,7 @@ def build_logs_record(
 ) -> bytes:
     """The framed write-ahead-log record for a (validated) logs request."""
     body = raw if raw is not None else request.SerializeToString()
-    return frame(encode_logs_record(tenant, body))
+    return frame(encode_logs_record(tenant, body, time.time_ns()))
 
 
 def event_name(record: LogRecord, attributes: dict[str, str]) -> str:
@@ -101,11 +102,18 @@ def iter_log_entries(payload: bytes) -> Iterator[tuple[Any, Any, Any]]:
                 yield resource_logs, scope_logs, record
 
 
-def log_rows(tenant: str, payload: bytes) -> list[list[Any]]:
+def record_time_ns(record: LogRecord, received_ns: int) -> int:
+    """The record's time, else its observed time (as the Collector's exporter), else
+    when agentwatch received it — OTLP's 0 means "unknown", not 1970."""
+    return record.time_unix_nano or record.observed_time_unix_nano or received_ns
+
+
+def log_rows(logs: LogsPayload) -> list[list[Any]]:
     """`otel_logs` rows (LOG_COLUMNS order) for the records of one logs request."""
     rows: list[list[Any]] = []
     resource_cache: dict[int, tuple[dict[str, str], str]] = {}
-    for resource_logs, scope_logs, record in iter_log_entries(payload):
+    tenant = logs.tenant
+    for resource_logs, scope_logs, record in iter_log_entries(logs.request):
         cached = resource_cache.get(id(resource_logs))
         if cached is None:
             resource_attrs = attributes_to_map(resource_logs.resource.attributes)
@@ -116,8 +124,7 @@ def log_rows(tenant: str, payload: bytes) -> list[list[Any]]:
         scope = scope_logs.scope
         rows.append(
             [
-                # As the Collector's exporter: the observed time when the event time is unset.
-                record.time_unix_nano or record.observed_time_unix_nano,
+                record_time_ns(record, logs.received_ns),
                 record.trace_id.hex(),
                 record.span_id.hex(),
                 record.flags & 0xFF,

@@ -139,7 +139,10 @@ class ClickHouseStore:
                     self.table("otel_logs"),
                     log_rows,
                     column_names=list(LOG_COLUMNS),
-                    settings={"insert_deduplication_token": dedup_token},
+                    settings={
+                        "insert_deduplication_token": dedup_token,
+                        "max_partitions_per_insert_block": 0,
+                    },
                 )
             self._apply_corrections(client, corrections)
         except Exception as exc:
@@ -217,7 +220,7 @@ def _corrections_and_log_rows(
     for record in iter_records(path.read_bytes()):
         logs = read_logs_payload(record)
         if logs is not None:
-            rows.extend(log_rows(*logs))
+            rows.extend(log_rows(logs))
             continue
         for c in read_corrections(record):
             corrections[(c.trace_id.hex(), c.span_id.hex())] = c

@@ -19,6 +19,7 @@ _CORRECTIONS = 1002
 # (a logs request cannot be merged into the span schema like a traces request: the
 # field numbers overlap with other types). See sql/otlp_record.proto.
 _LOGS = 1003
+_RECEIVED_NS = 1004  # when a logs request was received: the time of records without one
 _LENGTH_DELIMITED = 2
 
 
@@ -76,9 +77,14 @@ def encode_envelope(
     return b"".join(parts)
 
 
-def encode_logs_record(tenant: str, logs_request: bytes) -> bytes:
+def encode_logs_record(tenant: str, logs_request: bytes, received_ns: int) -> bytes:
     """An (unframed) record carrying an ExportLogsServiceRequest for `tenant`."""
-    return _field(_TENANT, tenant.encode("utf-8")) + _field(_LOGS, logs_request)
+    return (
+        _field(_TENANT, tenant.encode("utf-8"))
+        + varint(_RECEIVED_NS << 3)
+        + varint(received_ns)
+        + _field(_LOGS, logs_request)
+    )
 
 
 def frame(record: bytes) -> bytes:
@@ -196,14 +202,25 @@ def read_envelope(record: bytes) -> Envelope:
     return Envelope(tenant, resolved)
 
 
-def read_logs_payload(record: bytes) -> tuple[str, bytes] | None:
-    """(tenant, ExportLogsServiceRequest bytes) of a logs record; None for a spans record."""
+@dataclass(frozen=True, slots=True)
+class LogsPayload:
+    """What a logs record carries."""
+
+    tenant: str
+    request: bytes  # an ExportLogsServiceRequest
+    received_ns: int
+
+
+def read_logs_payload(record: bytes) -> LogsPayload | None:
+    """The logs request of a logs record; None for a spans record."""
     if record[:1] == b"\x0a":  # a spans record starts with the request's resource_spans
         return None
-    tenant, payload = "", None
+    tenant, payload, received_ns = "", None, 0
     for number, _, start, end in _fields(record):
         if number == _TENANT:
             tenant = record[start:end].decode("utf-8", "replace")
         elif number == _LOGS:
             payload = record[start:end]
-    return None if payload is None else (tenant, payload)
+        elif number == _RECEIVED_NS:
+            received_ns = _read_varint(record, start)[0]
+    return None if payload is None else LogsPayload(tenant, payload, received_ns)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import secrets
+import time
 from typing import Any
 
 import pytest
@@ -372,7 +373,11 @@ def test_evaluation_log_records_become_evaluation_carriers(reader: Any) -> None:
 
 def test_a_spans_record_has_no_logs_payload_and_a_logs_record_has_one() -> None:
     (spans_record,) = iter_records(build_record("acme", _agent_traffic(1)[0], EnclosingResolver()))
-    (logs_record,) = iter_records(build_logs_record("acme", _logs_request()))
 
     assert read_logs_payload(spans_record) is None
-    assert read_logs_payload(logs_record) == ("acme", _logs_request().SerializeToString())
+    before_ns = time.time_ns()
+    (logs_record,) = iter_records(build_logs_record("acme", _logs_request()))
+    payload = read_logs_payload(logs_record)
+    assert payload is not None
+    assert (payload.tenant, payload.request) == ("acme", _logs_request().SerializeToString())
+    assert before_ns <= payload.received_ns <= time.time_ns()
