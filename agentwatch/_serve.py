@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from agentwatch._config_file import load_config_file
 from agentwatch._http_server import HttpServer, bind_socket
 from agentwatch.settings import ConfigError, Settings
 from api import ApiContext, create_app
+from api.alerts import AlertConfigError, Alerter, AlertsConfig
 from collector import (
     LOGS,
     TRACES,
@@ -101,6 +103,7 @@ class Agentwatch:
         self.data_dir = settings.data_dir
         self.metrics = IngestMetrics()
         self.endpoints: Endpoints | None = None
+        self.alerter: Alerter | None = None
         self._stop = asyncio.Event()
 
     def request_stop(self) -> None:
@@ -124,6 +127,7 @@ class Agentwatch:
                 f"{exc.strerror or exc}"
             ) from None
         detector_section = self._detector_section()
+        alerts_config = self._alerts_config()
         async with contextlib.AsyncExitStack() as stack:
             lock = DataDirLock(self.data_dir)
             lock.acquire()
@@ -141,6 +145,15 @@ class Agentwatch:
                 registry=self.metrics.registry,
             )
             pipeline.add_consumer(detector_stage)
+            self.alerter = None
+            if alerts_config.routes:
+                self.alerter = Alerter(
+                    alerts_config, self.data_dir / "alerts.db", registry=self.metrics.registry
+                )
+                detector_stage.add_listener(self.alerter.on_finding)
+                await self.alerter.start()
+                # Stopped after the detectors: every finding they publish is enqueued.
+                stack.push_async_callback(self.alerter.stop)
             await detector_stage.start()
             # Stopped after the pipeline's drain, so it sees every stored segment.
             stack.push_async_callback(detector_stage.shutdown)
@@ -209,6 +222,14 @@ class Agentwatch:
             self.settings.clickhouse_query_url, database=self.settings.clickhouse_database
         )
 
+    def _alerts_config(self) -> AlertsConfig:
+        """The `alerts:` section, validated (and receiver URLs SSRF-checked) at start."""
+        section = load_config_file(self.settings.config).get("alerts")
+        try:
+            return AlertsConfig.from_dict(section)
+        except AlertConfigError as exc:
+            raise ConfigError(f"config file {self.settings.config}: {exc}") from None
+
     def _detector_section(self) -> dict[str, Any] | None:
         """The `detectors:` section, validated here so a mistake stops start-up."""
         section: dict[str, Any] | None = load_config_file(self.settings.config).get("detectors")
@@ -235,6 +256,7 @@ class Agentwatch:
             store=store,
             api_tokens=self.settings.api_tokens,
             readiness_checks=[pipeline.readiness_problems],
+            alerts=self.alerter.outbox if self.alerter is not None else None,
         )
 
     @staticmethod
@@ -247,6 +269,17 @@ def _bind(address: str) -> socket.socket:
         return bind_socket(address)
     except OSError as exc:
         raise ConfigError(f"cannot bind {address}: {exc.strerror or exc}") from None
+
+
+def _without_password(url: str) -> str:
+    """The URL as it may be printed: a password in it becomes `***`."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -268,7 +301,11 @@ async def serve(settings: Settings) -> None:
         # at start-up is frozen out of collection, and young collections run less often.
         gc.freeze()
         gc.set_threshold(20_000, 20, 20)
-        storage = settings.clickhouse_url or f"chDB {settings.data_dir / 'db'}"
+        storage = (
+            _without_password(settings.clickhouse_url)
+            if settings.clickhouse_url
+            else f"chDB {settings.data_dir / 'db'}"
+        )
         print(
             f"agentwatch serving  OTLP/gRPC {app.endpoints.otlp_grpc}  "
             f"OTLP/HTTP {app.endpoints.otlp_http}  API {app.endpoints.api}  storage {storage}",

@@ -27,11 +27,48 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--config", type=Path, help="YAML file: detectors and alerts")
     serve_cmd.add_argument("--retention-days", type=int, help="span retention (default 30)")
     serve_cmd.add_argument("--log-level", help="debug, info, warning, error")
+    alerts_cmd = commands.add_parser("alerts", help="alert routes")
+    alerts_sub = alerts_cmd.add_subparsers(dest="alerts_command", required=True)
+    test_cmd = alerts_sub.add_parser("test", help="send a test notification through a route")
+    test_cmd.add_argument("--route", required=True, help="the route's name (route-<n> if unnamed)")
+    test_cmd.add_argument("--config", type=Path, help="YAML file (default: AGENTWATCH_CONFIG)")
     return parser
+
+
+def alerts_test(config_path: Path | None, route: str) -> int:
+    """Send a test notification to each receiver of `route`; print what each answered."""
+    from agentwatch._config_file import load_config_file
+    from api.alerts import AlertConfigError, AlertsConfig
+    from api.alerts._delivery import send_test
+
+    path = config_path or load_settings({}).config
+    if path is None:
+        raise ConfigError("alerts test: no config file (--config or AGENTWATCH_CONFIG)")
+    try:
+        config = AlertsConfig.from_dict(load_config_file(path).get("alerts"))
+    except AlertConfigError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    names = [r.name for r in config.routes]
+    if route not in names:
+        raise ConfigError(f"alerts test: no route {route!r} (routes: {', '.join(names) or 'none'})")
+    failed = 0
+    for receiver, outcome in asyncio.run(send_test(config, route)):
+        if outcome.sent:
+            print(f"{receiver.name} ({receiver.kind}): sent, HTTP {outcome.status_code}")
+        else:
+            failed += 1
+            print(f"{receiver.name} ({receiver.kind}): FAILED, {outcome.error}")
+    return 1 if failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "alerts":
+        try:
+            return alerts_test(args.config, args.route)
+        except ConfigError as exc:
+            print(f"agentwatch: {exc}", file=sys.stderr)
+            return 2
     overrides = {k: v for k, v in vars(args).items() if k != "command"}
     try:
         settings = load_settings(overrides)

@@ -104,7 +104,7 @@ def _agent(row: dict[str, Any], open_findings: int) -> AgentOut:
     )
 
 
-@router.get("/agents/{name}", response_model=AgentScorecard)
+@router.get("/agents/{name:path}", response_model=AgentScorecard)
 def get_agent(
     name: str,
     store: StoreDep,

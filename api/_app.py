@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from api._agents import router as agents_router
+from api._alerts import router as alerts_router
 from api._deps import ApiContext, ContextDep
 from api._findings import router as findings_router
 from api._logs import router as logs_router
@@ -47,4 +48,5 @@ def create_app(context: ApiContext, registry: CollectorRegistry | None = None) -
     app.include_router(agents_router)
     app.include_router(tools_router)
     app.include_router(timeseries_router)
+    app.include_router(alerts_router)
     return app

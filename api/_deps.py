@@ -25,6 +25,8 @@ class ApiContext:
     api_tokens: dict[str, str] = field(default_factory=dict)
     # Extra readiness checks; each returns the problems it sees (none: ready).
     readiness_checks: list[Callable[[], list[str]]] = field(default_factory=list)
+    # The alert delivery log (an Outbox), when alerting is configured.
+    alerts: Any = None
 
 
 def get_context(request: Request) -> ApiContext:

@@ -221,3 +221,25 @@ class TimeSeries(BaseModel):
     metric: str
     step_s: int
     points: list[SeriesPoint]
+
+
+class AlertDelivery(BaseModel):
+    """One notification: a finding version on its way to (or at) one receiver."""
+
+    id: str
+    finding_id: str
+    kind: str
+    receiver: str
+    route: str
+    event: str  # trigger / resolve / repeat
+    status: str  # pending / sent / failed
+    attempts: int
+    created_at: str
+    next_attempt_at: str | None  # while pending
+    sent_at: str | None
+    last_status_code: int | None
+    last_error: str
+
+
+class AlertDeliveryList(BaseModel):
+    alerts: list[AlertDelivery]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,14 +41,16 @@ def time_param(name: str, value: str | None, default: datetime) -> datetime:
 
 
 def step_seconds(value: str, *, minimum_s: int = 1) -> int:
-    """A bucket width in whole seconds (`30s`, `5m`, `1h`, or plain seconds)."""
+    """A bucket width in whole seconds (`30s`, `5m`, `1h`, or plain seconds).
+
+    Shorter steps are rounded up to `minimum_s`: Grafana sends `${__interval}` values
+    such as `500ms` for short ranges, and a coarser bucket is the useful answer.
+    """
     try:
         seconds = float(value) if value.replace(".", "", 1).isdigit() else parse_duration_s(value)
     except ValueError as exc:
         raise HTTPException(status_code=400, detail=f"step: {exc}") from None
-    if seconds < minimum_s:
-        raise HTTPException(status_code=400, detail=f"step: at least {minimum_s}s")
-    return int(seconds)
+    return max(minimum_s, math.ceil(seconds))
 
 
 @dataclass

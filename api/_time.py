@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ns|us|ms|s|m|h|d|w)$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ns|us|ms|s|m|h|d|w|y)$")
 _UNITS_S = {
     "ns": 1e-9,
     "us": 1e-6,
@@ -15,6 +15,7 @@ _UNITS_S = {
     "h": 3600.0,
     "d": 86400.0,
     "w": 604800.0,
+    "y": 365 * 86400.0,  # Grafana's intervals for long ranges
 }
 
 

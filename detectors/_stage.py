@@ -127,7 +127,16 @@ class DetectorStage:
         self._fed_since_save: list[tuple[str, str, int]] = []
         self._ticker: asyncio.Task[None] | None = None
         self._store_failing = False
+        self._listeners: list[Callable[[Finding], None]] = []
         self.metrics = DetectorMetrics(registry or CollectorRegistry())
+
+    def add_listener(self, listener: Callable[[Finding], None]) -> None:
+        """Also tell `listener` (alerting) of every finding version, as it is published.
+
+        Versions may come again after a restart (the detectors re-derive them from the
+        log); a listener must treat a version it has seen as a no-op.
+        """
+        self._listeners.append(listener)
 
     async def start(self) -> None:
         await self._core.start()
@@ -190,6 +199,11 @@ class DetectorStage:
                 continue
             self._unwritten[finding.id] = finding
             self.metrics.findings.labels(finding.kind, finding.state).inc()
+            for listener in self._listeners:
+                try:
+                    listener(finding)
+                except Exception:  # alerting trouble must never stop the detectors
+                    log.exception("finding listener failed on %s", finding.id)
         self.metrics.unwritten.set(len(self._unwritten))
 
     def _write(self) -> None:

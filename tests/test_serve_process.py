@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from agentwatch._serve import _without_password
 from tests.harness import AgentwatchProcess, serve_command
 from tests.otlp import grpc_export, make_request, make_span
 
@@ -185,3 +186,15 @@ def test_a_clickhouse_server_that_is_down_at_start_does_not_stop_intake(tmp_path
     assert ready.status_code == 503
     assert "store is not answering" in ready.json()["problems"]
     assert list((tmp_path / "data" / "wal").glob("*.seg"))
+
+
+@pytest.mark.parametrize(
+    ("url", "printed"),
+    [
+        ("http://agentwatch:s3cret@clickhouse:8123", "http://agentwatch:***@clickhouse:8123"),
+        ("https://u:p@ch.example.com/db?x=1", "https://u:***@ch.example.com/db?x=1"),
+        ("http://clickhouse:8123", "http://clickhouse:8123"),
+    ],
+)
+def test_the_storage_url_is_printed_without_its_password(url: str, printed: str) -> None:
+    assert _without_password(url) == printed

@@ -1,0 +1,1 @@
+"""Grafana provisioning and dashboards for agentwatch (built by `build_dashboards.py`)."""
