@@ -201,6 +201,10 @@ class AlertsConfig(_Section):
     def route(self, name: str) -> Route:
         return next(r for r in self.routes if r.name == name)
 
+    def route_or_none(self, name: str) -> Route | None:
+        """A notification's route, None if the config no longer has it."""
+        return next((r for r in self.routes if r.name == name), None)
+
     def targets(self, finding: Finding) -> Sequence[tuple[Route, Receiver]]:
         """(route, receiver) for each receiver this finding goes to (once per receiver)."""
         chosen: dict[str, tuple[Route, Receiver]] = {}

@@ -24,10 +24,11 @@ from typing import cast
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from api.alerts._config import AlertsConfig, Receiver
+from api.alerts._config import AlertsConfig, Receiver, Route
 from api.alerts._formats import (
     Event,
     Links,
+    group_slack_message,
     pagerduty_event,
     sign_webhook,
     slack_message,
@@ -86,7 +87,7 @@ class Alerter:
 
     def on_finding(self, finding: Finding) -> None:
         targets = [
-            Planned(receiver.name, route.name, route.send_resolved)
+            Planned(receiver.name, route.name, route.send_resolved, _hold_s(route, receiver))
             for route, receiver in self.config.targets(finding)
         ]
         if not targets:
@@ -141,12 +142,12 @@ class Alerter:
         while True:
             wake.clear()
             due = await asyncio.to_thread(self.outbox.due, receiver.name)
-            for notification in due:
+            for batch in self._batches(receiver, due):
                 pause = last_sent + spacing - time.monotonic()
                 if pause > 0:
                     await asyncio.sleep(pause)  # the receiver's rate limit
                 last_sent = time.monotonic()
-                await self._attempt(receiver, notification)
+                await self._attempt(receiver, batch)
             if due:
                 continue
             next_at = await asyncio.to_thread(self.outbox.next_due_at, receiver.name)
@@ -154,28 +155,51 @@ class Alerter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout)
 
-    async def _attempt(self, receiver: Receiver, notification: Notification) -> None:
-        outcome = await self.send(receiver, notification)
-        if outcome.sent:
-            await asyncio.to_thread(
-                self.outbox.mark_sent, notification.id, outcome.status_code or 0
-            )
-            self.metrics.attempts.labels(receiver.name, "sent").inc()
-        elif outcome.retry and not self._expired(notification):
-            delay = self._backoff(notification.attempts)
-            at = time.time() + max(delay, outcome.retry_after_s)
-            await asyncio.to_thread(
-                self.outbox.mark_retry, notification.id, at, outcome.status_code, outcome.error
-            )
-            self.metrics.attempts.labels(receiver.name, "retry").inc()
-        else:
-            error = outcome.error if not outcome.retry else f"gave up: {outcome.error}"
-            await asyncio.to_thread(
-                self.outbox.mark_failed, notification.id, outcome.status_code, error
-            )
-            self.metrics.attempts.labels(receiver.name, "failed").inc()
+    def _batches(self, receiver: Receiver, due: list[Notification]) -> list[list[Notification]]:
+        """One request each — except Slack triggers of one agent on a grouping route,
+        which go out together as one message."""
+        groups: dict[tuple[str, str, str], list[Notification]] = {}
+        batches: list[list[Notification]] = []
+        for notification in due:
+            route = self.config.route_or_none(notification.route)
+            if (
+                receiver.slack is None
+                or notification.event != "trigger"
+                or not (route is not None and route.group_wait)
+            ):
+                batches.append([notification])
+                continue
+            key = (notification.tenant, notification.finding["agent_name"], route.name)
+            if key not in groups:
+                groups[key] = []
+                batches.append(groups[key])
+            groups[key].append(notification)
+        return batches
+
+    async def _attempt(self, receiver: Receiver, batch: list[Notification]) -> None:
+        outcome = await self.send(receiver, batch)
+        first = batch[0]
+        for notification in batch:
+            if outcome.sent:
+                await asyncio.to_thread(
+                    self.outbox.mark_sent, notification.id, outcome.status_code or 0
+                )
+            elif outcome.retry and not self._expired(first):
+                delay = self._backoff(first.attempts)
+                at = time.time() + max(delay, outcome.retry_after_s)
+                await asyncio.to_thread(
+                    self.outbox.mark_retry, notification.id, at, outcome.status_code, outcome.error
+                )
+            else:
+                error = outcome.error if not outcome.retry else f"gave up: {outcome.error}"
+                await asyncio.to_thread(
+                    self.outbox.mark_failed, notification.id, outcome.status_code, error
+                )
+        label = "sent" if outcome.sent else "retry" if outcome.retry else "failed"
+        self.metrics.attempts.labels(receiver.name, label).inc()
+        if label == "failed":
             log.warning(
-                "alert to %s failed for good (%s): %s", receiver.name, notification.id, error
+                "alert to %s failed for good (%s): %s", receiver.name, first.id, outcome.error
             )
         self.metrics.pending.set(await asyncio.to_thread(self.outbox.pending_count))
 
@@ -187,12 +211,16 @@ class Alerter:
         base = min(delivery.max_backoff, delivery.min_backoff * 2.0 ** min(attempts, 30))
         return base * random.uniform(0.5, 1.0)
 
-    async def send(self, receiver: Receiver, notification: Notification) -> Outcome:
-        """One attempt to deliver one notification."""
+    async def send(self, receiver: Receiver, batch: list[Notification]) -> Outcome:
+        """One attempt to deliver a notification (or a Slack group of them)."""
         assert self._client is not None, "Alerter.start() first"
-        finding = Finding.from_dict(notification.finding)
-        event = cast(Event, notification.event)
-        request = build_request(receiver, finding, event, notification.id, self._links)
+        findings = [Finding.from_dict(n.finding) for n in batch]
+        if len(batch) > 1 and receiver.slack is not None:
+            message = group_slack_message(findings, self._links)
+            request = httpx.Request("POST", receiver.slack.webhook_url, json=message)
+        else:
+            event = cast(Event, batch[0].event)
+            request = build_request(receiver, findings[0], event, batch[0].id, self._links)
         try:
             response = await self._client.send(request)
         except UnsafeTargetError as exc:
@@ -202,6 +230,13 @@ class Alerter:
                 sent=False, retry=True, status_code=None, error=f"{type(exc).__name__}: {exc}"
             )
         return classify(response)
+
+
+def _hold_s(route: Route, receiver: Receiver) -> float:
+    """How long a Slack trigger waits for others of its group (0: no grouping)."""
+    if receiver.slack is None or route.group_wait is None:
+        return 0.0
+    return route.group_wait
 
 
 def build_request(

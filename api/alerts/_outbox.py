@@ -83,6 +83,8 @@ class Planned:
     receiver: str
     route: str
     send_resolved: bool
+    # A trigger waits this long first, so others of its group can join it (group_wait).
+    hold_s: float = 0.0
 
 
 class Outbox:
@@ -209,7 +211,7 @@ class Outbox:
                 event,
                 data,
                 now,
-                now,
+                now + target.hold_s if event == "trigger" else now,
             ),
         )
 

@@ -242,3 +242,26 @@ def test_a_finding_no_route_matches_goes_nowhere(
 
     (page,) = receivers["pagerduty"].received()
     assert page.json()["dedup_key"].endswith("ef" * 16)
+
+
+def test_findings_of_one_agent_close_together_are_one_slack_message(
+    receivers: dict[str, Receiver], tmp_path: Path
+) -> None:
+    grouped = config(receivers, group_wait="1s")
+    ids = ["a1" * 16, "b2" * 16, "c3" * 16]
+
+    async def body(alerter: Alerter) -> None:
+        for n, finding_id in enumerate(ids):
+            alerter.on_finding(finding(id=finding_id, summary=f"problem number {n}"))
+        alerter.on_finding(finding(id="d4" * 16, agent_name="billing-agent"))
+        await until(lambda: len(receivers["pagerduty"].received()) == 4)
+        await until(lambda: alerter.outbox.pending_count() == 0)
+
+    run(body, grouped, tmp_path / "alerts.db")
+
+    slack = [r.body.decode() for r in receivers["slack"].received()]
+    assert len(slack) == 2  # support-agent's three together, billing-agent's alone
+    (together,) = [text for text in slack if "problem number 0" in text]
+    assert all(f"problem number {n}" in together for n in range(3))
+    assert "billing-agent" not in together
+    assert len(receivers["pagerduty"].received()) == 4  # grouping is Slack's only
