@@ -24,8 +24,10 @@ from typing import IO, Any
 
 from agentwatch._config_file import load_config_file
 from agentwatch._http_server import HttpServer, bind_socket
+from agentwatch._jobs_watch import JobsWatcher
 from agentwatch.settings import ConfigError, Settings
 from api import ApiContext, create_app
+from api._control import ControlStore
 from api.alerts import AlertConfigError, Alerter, AlertsConfig
 from collector import (
     LOGS,
@@ -36,6 +38,7 @@ from collector import (
     TokenAuthenticator,
 )
 from detectors import DetectorConfig, DetectorConfigError, DetectorStage, ProcessCore
+from detectors._jobs import JobRegistry, JobsError
 from ingest import (
     ClickHouseStore,
     IngestMetrics,
@@ -104,6 +107,9 @@ class Agentwatch:
         self.metrics = IngestMetrics()
         self.endpoints: Endpoints | None = None
         self.alerter: Alerter | None = None
+        self.control: ControlStore | None = None
+        self.jobs: JobsWatcher | None = None
+        self._detector_stage: DetectorStage | None = None
         self._stop = asyncio.Event()
 
     def request_stop(self) -> None:
@@ -128,6 +134,7 @@ class Agentwatch:
             ) from None
         detector_section = self._detector_section()
         alerts_config = self._alerts_config()
+        jobs_watcher = self._jobs_watcher()
         async with contextlib.AsyncExitStack() as stack:
             lock = DataDirLock(self.data_dir)
             lock.acquire()
@@ -145,6 +152,7 @@ class Agentwatch:
                 registry=self.metrics.registry,
             )
             pipeline.add_consumer(detector_stage)
+            self._detector_stage = detector_stage
             self.alerter = None
             if alerts_config.routes:
                 self.alerter = Alerter(
@@ -155,6 +163,12 @@ class Agentwatch:
                 # Stopped after the detectors: every finding they publish is enqueued.
                 stack.push_async_callback(self.alerter.stop)
             await detector_stage.start()
+            self.control = ControlStore(self.data_dir / "governance.db")
+            stack.callback(self.control.close)
+            if jobs_watcher is not None:
+                self.jobs = jobs_watcher
+                await jobs_watcher.start()
+                stack.push_async_callback(jobs_watcher.stop)
             # Stopped after the pipeline's drain, so it sees every stored segment.
             stack.push_async_callback(detector_stage.shutdown)
             await pipeline.start()
@@ -222,6 +236,27 @@ class Agentwatch:
             self.settings.clickhouse_query_url, database=self.settings.clickhouse_database
         )
 
+    def _jobs_watcher(self) -> JobsWatcher | None:
+        """The job descriptions, loaded now so a mistake stops start-up in one line."""
+        path = self.settings.agents
+        if path is None:
+            return None
+        watcher = JobsWatcher(path, self._apply_jobs, self._audit)
+        try:
+            watcher.load_first()
+        except JobsError as exc:
+            raise ConfigError(f"invalid setting agents (AGENTWATCH_AGENTS): {exc}") from None
+        return watcher
+
+    async def _apply_jobs(self, registry: JobRegistry) -> None:
+        assert self._detector_stage is not None
+        await self._detector_stage.set_jobs(registry.as_data())
+
+    def _audit(self, action: str, target: str, details: Any) -> None:
+        if self.control is not None:
+            # "*": a registry-wide event, listed for every tenant.
+            self.control.record("*", "agentwatch", action, target, details)
+
     def _alerts_config(self) -> AlertsConfig:
         """The `alerts:` section, validated (and receiver URLs SSRF-checked) at start."""
         section = load_config_file(self.settings.config).get("alerts")
@@ -257,6 +292,9 @@ class Agentwatch:
             api_tokens=self.settings.api_tokens,
             readiness_checks=[pipeline.readiness_problems],
             alerts=self.alerter.outbox if self.alerter is not None else None,
+            control=self.control,
+            jobs=lambda: self.jobs.registry if self.jobs is not None else None,
+            accept_logs=pipeline.accept_logs,
         )
 
     @staticmethod

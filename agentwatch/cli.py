@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--api", help="query API host:port (default 127.0.0.1:8000)")
     serve_cmd.add_argument("--clickhouse-url", help="ClickHouse server URL (default: chDB)")
     serve_cmd.add_argument("--config", type=Path, help="YAML file: detectors and alerts")
+    serve_cmd.add_argument(
+        "--agents", type=Path, help="job descriptions: a YAML file or a directory of them"
+    )
     serve_cmd.add_argument("--retention-days", type=int, help="span retention (default 30)")
     serve_cmd.add_argument("--log-level", help="debug, info, warning, error")
     alerts_cmd = commands.add_parser("alerts", help="alert routes")
@@ -32,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     test_cmd = alerts_sub.add_parser("test", help="send a test notification through a route")
     test_cmd.add_argument("--route", required=True, help="the route's name (route-<n> if unnamed)")
     test_cmd.add_argument("--config", type=Path, help="YAML file (default: AGENTWATCH_CONFIG)")
+    from agentwatch import _evalset
+
+    _evalset.add_arguments(
+        commands.add_parser(
+            "export-evalset", help="flagged runs as JSONL evaluation cases (reads the query API)"
+        )
+    )
     return parser
 
 
@@ -63,6 +73,10 @@ def alerts_test(config_path: Path | None, route: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "export-evalset":
+        from agentwatch import _evalset
+
+        return _evalset.run(args)
     if args.command == "alerts":
         try:
             return alerts_test(args.config, args.route)

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     clickhouse_query_url: str | None = None
     clickhouse_database: str = Field(default="agentwatch", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     config: Path | None = None
+    # Agents' job descriptions: a YAML file or a directory of them (re-read on change).
+    agents: Path | None = None
     ingest_tokens: TokenMap = Field(default_factory=dict)
     api_tokens: TokenMap = Field(default_factory=dict)
     retention_days: int = Field(default=30, ge=1, le=36500)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
-from api._deps import StoreDep, TenantDep
+from api._deps import ContextDep, StoreDep, TenantDep
 from api._evaluations import evaluation_series
 from api._findings import finding_out, findings_columns
 from api._models import AgentList, AgentOut, AgentScorecard, TimePoint
@@ -109,6 +109,7 @@ def get_agent(
     name: str,
     store: StoreDep,
     tenant: TenantDep,
+    context: ContextDep,
     since: Annotated[str | None, Query(description="default: 24 hours ago")] = None,
     until: str | None = None,
     step: Annotated[str, Query(description="bucket of the evaluation score trend")] = "1h",
@@ -128,8 +129,13 @@ def get_agent(
         f"FROM {table} WHERE {where.sql()}",
         where.params,
     )[0]
-    if not int(totals["spans"]) and not _ever_seen(store, tenant, name):
-        raise HTTPException(status_code=404, detail=f"agent {name} not seen")
+    registry = context.jobs()
+    job = registry.get(name) if registry is not None else None
+    if not int(totals["spans"]) and job is None and not _ever_seen(store, tenant, name):
+        raise HTTPException(status_code=404, detail=f"agent {name} not seen nor registered")
+    control = (
+        context.control.control(tenant or "default", name) if context.control is not None else {}
+    )
     runs = store.query(
         "SELECT count() AS runs, countIf(failed = 1) AS failed, "
         "quantilesExact(0.5, 0.95)(duration_ns) AS duration, avg(steps) AS steps "
@@ -177,6 +183,9 @@ def get_agent(
             ).items()
         },
         findings=[finding_out(row) for row in findings],
+        job=job.model_dump(mode="json") if job is not None else None,
+        paused=bool(control.get("paused")),
+        pause_reason=control.get("reason", ""),
     )
 
 

@@ -8,9 +8,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from api._agents import router as agents_router
 from api._alerts import router as alerts_router
+from api._control import router as control_router
 from api._deps import ApiContext, ContextDep
 from api._findings import router as findings_router
 from api._logs import router as logs_router
+from api._scores import router as scores_router
 from api._timeseries import router as timeseries_router
 from api._tools import router as tools_router
 from api._traces import router as traces_router
@@ -45,8 +47,11 @@ def create_app(context: ApiContext, registry: CollectorRegistry | None = None) -
     app.include_router(traces_router)
     app.include_router(findings_router)
     app.include_router(logs_router)
+    # Before the agents router: its /agents/{name:path} would take .../control.
+    app.include_router(control_router)
     app.include_router(agents_router)
     app.include_router(tools_router)
     app.include_router(timeseries_router)
     app.include_router(alerts_router)
+    app.include_router(scores_router)
     return app

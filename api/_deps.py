@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
@@ -27,6 +27,12 @@ class ApiContext:
     readiness_checks: list[Callable[[], list[str]]] = field(default_factory=list)
     # The alert delivery log (an Outbox), when alerting is configured.
     alerts: Any = None
+    # The kill switch and audit trail (api._control.ControlStore).
+    control: Any = None
+    # The agents' job descriptions as loaded now (a detectors JobRegistry, or None).
+    jobs: Callable[[], Any] = lambda: None
+    # Make a logs request durable, like the OTLP receivers do (POST /scores).
+    accept_logs: Callable[[str, Any, bytes | None], Awaitable[int]] | None = None
 
 
 def get_context(request: Request) -> ApiContext:

@@ -169,6 +169,10 @@ class AgentScorecard(BaseModel):
     models: list[str]
     evaluation_scores: dict[str, list[TimePoint]]  # evaluation name -> mean per bucket
     findings: list[FindingOut]
+    # Governance: its job description (None: unregistered) and its kill switch.
+    job: dict[str, Any] | None = None
+    paused: bool = False
+    pause_reason: str = ""
 
 
 class ToolOut(BaseModel):

@@ -153,6 +153,15 @@ class QualityDriftConfig(_Section):
     }
 
 
+class GovernanceConfig(_Section):
+    """Checks against job descriptions (only once `--agents` loads some)."""
+
+    # A scope violation or an exceeded budget resolves this long after its last call.
+    settle: Duration = 3600.0
+    # A step known only by its service waits this long for its trace to name the agent.
+    attribution_wait: Duration = 300.0
+
+
 class AgentSettings(_Section):
     """The thresholds that apply to one agent."""
 
@@ -161,6 +170,7 @@ class AgentSettings(_Section):
     tool_failure_spike: ToolFailureSpikeConfig = ToolFailureSpikeConfig()
     quality_drift: QualityDriftConfig = QualityDriftConfig()
     change_point: ChangePointConfig = ChangePointConfig()
+    governance: GovernanceConfig = GovernanceConfig()
 
 
 class _Document(AgentSettings):

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from detectors._config import DetectorConfig
 from detectors._engine import DetectorEngine
+from detectors._jobs import JobRegistry
 from ingest import read_agent_spans
 
 log = logging.getLogger("agentwatch.detectors")
@@ -67,6 +68,11 @@ class DetectorCore:
         self._engine.consume(spans)
         self._position = (wal_id, number)
         return len(spans), self._taken()
+
+    def set_jobs(self, jobs: list[dict[str, Any]] | None) -> list[FindingData]:
+        """Job descriptions as plain data (None: governance off)."""
+        self._engine.set_jobs(None if jobs is None else JobRegistry.from_data(jobs))
+        return self._taken()
 
     def tick(self, now_ns: int) -> list[FindingData]:
         self._engine.tick(now_ns)

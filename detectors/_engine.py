@@ -10,6 +10,8 @@ from detectors._change_points import ChangePointDetector
 from detectors._config import DetectorConfig
 from detectors._evaluation_join import EvaluationJoin
 from detectors._findings import Finding, FindingLog, FindingSink
+from detectors._governance import GovernanceDetector
+from detectors._jobs import JobRegistry
 from detectors._quality import QualityDriftDetector
 from detectors._runaway import RunawayLoopDetector
 from detectors._tool_failures import ToolFailureSpikeDetector
@@ -47,6 +49,7 @@ def build_detectors(config: DetectorConfig, sink: FindingSink) -> list[Detector]
         changes,
         QualityDriftDetector(config, sink, changes.recent_changes),
         BehaviourDriftDetector(config, sink, changes.recent_changes),
+        GovernanceDetector(config, sink),
     ]
 
 
@@ -63,6 +66,11 @@ class DetectorEngine:
         self.detectors = build_detectors(config, self._log)
         self._join = EvaluationJoin()
         self._quality = next(d for d in self.detectors if isinstance(d, QualityDriftDetector))
+        self._governance = next(d for d in self.detectors if isinstance(d, GovernanceDetector))
+
+    def set_jobs(self, jobs: JobRegistry | None) -> None:
+        """The agents' job descriptions (None: governance off)."""
+        self._governance.set_jobs(jobs)
 
     def consume(self, spans: Sequence[AgentSpan]) -> None:
         spans, evaluations = self._join.split(spans)

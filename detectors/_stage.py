@@ -128,6 +128,7 @@ class DetectorStage:
         self._ticker: asyncio.Task[None] | None = None
         self._store_failing = False
         self._listeners: list[Callable[[Finding], None]] = []
+        self._jobs: list[dict[str, Any]] | None = None  # re-sent to a restarted process
         self.metrics = DetectorMetrics(registry or CollectorRegistry())
 
     def add_listener(self, listener: Callable[[Finding], None]) -> None:
@@ -156,6 +157,11 @@ class DetectorStage:
         finally:
             await self._core.stop()
             self._writer.shutdown(wait=True)
+
+    async def set_jobs(self, jobs: list[dict[str, Any]] | None) -> None:
+        """Hand the detectors the agents' job descriptions (plain data; None: none)."""
+        self._jobs = jobs
+        self._queue(await self._call("set_jobs", jobs))
 
     async def consume(self, segment: Segment) -> None:
         fed = (str(segment.path), segment.wal_id, segment.number)
@@ -186,6 +192,8 @@ class DetectorStage:
             log.error("%s; restarting it from its saved state", exc)
         # The new process restores the last save; what was fed since is fed again.
         self._queue(await self._core.call("load"), keep_newer=True)
+        if self._jobs is not None:
+            self._queue(await self._core.call("set_jobs", self._jobs), keep_newer=True)
         for fed in self._fed_since_save:
             self._queue((await self._core.call("feed", *fed))[1])
         return await self._core.call(method, *args)

@@ -211,7 +211,7 @@ class Outbox:
                 event,
                 data,
                 now,
-                now + target.hold_s if event == "trigger" else now,
+                _send_at(db, target, tenant, data, now) if event == "trigger" else now,
             ),
         )
 
@@ -311,6 +311,21 @@ class Outbox:
                 "SELECT count() FROM notifications WHERE status = 'pending'"
             ).fetchone()
         return int(row[0])
+
+
+def _send_at(db: sqlite3.Connection, target: Planned, tenant: str, data: str, now: float) -> float:
+    """When a trigger goes out: now, or — grouping — with its group's first one."""
+    if target.hold_s <= 0:
+        return now
+    agent = json.loads(data).get("agent_name", "")
+    row = db.execute(
+        "SELECT min(next_attempt_at) FROM notifications WHERE receiver = ? AND route = ? "
+        "AND tenant = ? AND status = 'pending' AND event = 'trigger' AND attempts = 0 "
+        "AND json_extract(finding, '$.agent_name') = ? AND next_attempt_at > ?",
+        (target.receiver, target.route, tenant, agent, now),
+    ).fetchone()
+    # Joining a group that has not gone out yet: leave with it, so it is one message.
+    return float(row[0]) if row[0] is not None else now + target.hold_s
 
 
 def _event_for(finding: Finding, logged: tuple[str, str] | None) -> str | None:

@@ -12,10 +12,46 @@ the gap, on top of `opentelemetry-api` alone:
   conventions, as a context manager or a decorator (sync or async), with errors
   recorded; `mark_failed()` on the handle for failures reported inside a result.
   `current_tool_call()` returns the running call's handle (for decorated tools).
-- `configure(tracer_provider=None, heartbeat_interval_s=5.0, max_argument_chars=4096)`.
+- `check_paused(agent_name=None)` and `AgentPaused`: the kill switch (below); with it
+  configured, `heartbeat()` checks too.
+- `configure(tracer_provider=None, heartbeat_interval_s=5.0, max_argument_chars=4096,
+  *, control_url=None, control_token=None, control_interval_s=2.0,
+  control_timeout_s=1.0)`.
 
-Nothing here raises into the agent at run time: telemetry failures are logged at DEBUG
-on the `agentwatch_sdk` loggers and swallowed (only `configure` rejects bad values).
+Nothing here raises into the agent at run time except `AgentPaused`, on purpose:
+telemetry and kill-switch failures are logged at DEBUG on the `agentwatch_sdk` loggers
+and swallowed (only `configure` rejects bad values).
+
+Kill switch (agent side)
+========================
+
+An operator pauses an agent in agentwatch; the agent stops at its next step. Turned on
+by `configure(control_url="http://agentwatch:8000")` or, without code, by the
+environment: ``AGENTWATCH_CONTROL_URL`` (read when `control_url` is None, including
+when `configure` is never called; ``""`` turns it off) and ``AGENTWATCH_CONTROL_TOKEN``
+(likewise for `control_token`, sent as ``authorization: Bearer <token>``).
+
+- Which agent: `heartbeat()` checks the agent its marker names — a
+  ``gen_ai.agent.name`` keyword, else the current span's attribute (an SDK span; with
+  the API alone, or in a span without it, nothing is checked). `check_paused(name)`
+  checks an explicit name; `check_paused()` the current span's.
+- Never blocking: each call reads a cached answer per agent; when it is older than
+  `control_interval_s` (2 s) a refresh is queued for one daemon thread
+  (``agentwatch-control``) that asks ``GET {control_url}/api/v1/agents/{name}/control``
+  (the name percent-encoded as one path segment, ``/`` included) with
+  `control_timeout_s` (1 s) per socket operation and no redirects. The first call for
+  an agent passes; a pause is seen about `control_interval_s` later.
+- Paused: the answer ``{"paused": true, "reason": …, "paused_at": …, "paused_by": …}``
+  makes `heartbeat()` / `check_paused()` raise `AgentPaused` (a `RuntimeError` with
+  ``.agent``, ``.reason``, ``.paused_at`` (aware datetime or None), ``.paused_by``)
+  on every call until agentwatch answers ``"paused": false``; then they pass again.
+- Failures (refused, timeout, HTTP error such as 401, bad JSON) are logged at DEBUG
+  and keep the last answer: an agent never told it is paused runs on (fail open —
+  agentwatch being down never stops agents); an agent told it is paused stays paused
+  until agentwatch says otherwise (a kill switch must not lift itself because the
+  network broke). A new process, or a new `configure()`, starts with no answers.
+- Bounded: answers for the 256 most recently checked agents; one thread per
+  configuration, stopped by the next `configure()`.
 
 Marker contract (read by the agentwatch backend)
 ================================================
@@ -75,7 +111,8 @@ from typing import TYPE_CHECKING
 
 from agentwatch_sdk._attributes import SCOPE_VERSION
 from agentwatch_sdk._config import configure
-from agentwatch_sdk._heartbeat import heartbeat
+from agentwatch_sdk._control import AgentPaused
+from agentwatch_sdk._heartbeat import check_paused, heartbeat
 from agentwatch_sdk._tool import ToolCall, ToolCallHandle, current_tool_call, tool_call
 
 if TYPE_CHECKING:
@@ -84,9 +121,11 @@ if TYPE_CHECKING:
 __version__ = SCOPE_VERSION
 
 __all__ = [
+    "AgentPaused",
     "PendingSpanProcessor",
     "ToolCall",
     "ToolCallHandle",
+    "check_paused",
     "configure",
     "current_tool_call",
     "heartbeat",

@@ -1,4 +1,5 @@
-"""`heartbeat()`: a rate-limited, zero-duration marker span inside the current run."""
+"""The calls inside the agent's loop: `heartbeat()` (a rate-limited, zero-duration marker
+span inside the current run, plus the kill-switch check) and `check_paused()`."""
 
 from __future__ import annotations
 
@@ -79,18 +80,53 @@ def heartbeat(**attributes: AttributeValue) -> bool:
     (same trace, so it belongs to the run) at most once per `heartbeat_interval_s` per
     (trace, thread); other calls only read a clock. Keyword arguments become attributes
     of the marker. Returns True when a marker was emitted; False when rate-limited,
-    outside any span (there is no run to keep alive), not sampled, or on any error —
-    it never raises.
+    outside any span (there is no run to keep alive), not sampled, or on any error.
+
+    With the kill switch configured (`configure(control_url=...)`), it then checks the
+    agent the marker names (`gen_ai.agent.name` given as a keyword, else the current
+    span's) and raises `AgentPaused` when agentwatch says that agent is paused — the
+    only exception it ever raises. See `check_paused()`.
     """
+    span: trace.Span = trace.INVALID_SPAN
     try:
-        return _emit(attributes)
+        span = trace.get_current_span()
+        emitted = _emit(span, attributes)
     except Exception:
         _log.debug("agentwatch heartbeat failed", exc_info=True)
-        return False
+        emitted = False
+    _check(span, attributes.get(AGENT_NAME))
+    return emitted
 
 
-def _emit(attributes: dict[str, AttributeValue]) -> bool:
-    current = trace.get_current_span()
+def check_paused(agent_name: str | None = None) -> None:
+    """Raise `AgentPaused` when agentwatch says this agent is paused; else return at once.
+
+    `agent_name` defaults to the current span's `gen_ai.agent.name` (none: nothing to
+    check). Never waits on the network: it reads a per-agent cached answer and, when
+    that is older than `control_interval_s`, queues a refresh on a background thread, so
+    the first call for an agent passes and a pause is seen a refresh later. A no-op
+    without the kill switch configured; never raises anything but `AgentPaused`.
+    """
+    _check(None, agent_name)
+
+
+def _check(span: trace.Span | None, agent_name: object) -> None:
+    """The kill-switch check for `agent_name`, else the agent of `span` (None: the current)."""
+    try:
+        control = _config.current().control
+        if control is None:
+            return
+        if not isinstance(agent_name, str):
+            agent_name = _agent_of(span if span is not None else trace.get_current_span())
+        if not agent_name:
+            return
+    except Exception:
+        _log.debug("agentwatch pause check failed", exc_info=True)
+        return
+    control.check(agent_name)  # raises AgentPaused only
+
+
+def _emit(current: trace.Span, attributes: dict[str, AttributeValue]) -> bool:
     parent = current.get_span_context()
     if not parent.is_valid:
         return False
@@ -124,3 +160,8 @@ def _run_identity(span: trace.Span) -> dict[str, AttributeValue]:
     """
     readable = getattr(span, "attributes", None) or {}
     return {key: readable[key] for key in (AGENT_NAME, CONVERSATION_ID) if key in readable}
+
+
+def _agent_of(span: trace.Span) -> str | None:
+    name = (getattr(span, "attributes", None) or {}).get(AGENT_NAME)
+    return name if isinstance(name, str) else None

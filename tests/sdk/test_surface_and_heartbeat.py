@@ -31,9 +31,11 @@ from tests.sdk.support import ctx as _ctx
 
 def test_public_surface_is_deliberate() -> None:
     assert sorted(agentwatch_sdk.__all__) == [
+        "AgentPaused",
         "PendingSpanProcessor",
         "ToolCall",
         "ToolCallHandle",
+        "check_paused",
         "configure",
         "current_tool_call",
         "heartbeat",
