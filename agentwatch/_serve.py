@@ -159,6 +159,7 @@ class Agentwatch:
                     alerts_config, self.data_dir / "alerts.db", registry=self.metrics.registry
                 )
                 detector_stage.add_listener(self.alerter.on_finding)
+                self.alerter.escalation_of = self._escalation_of
                 await self.alerter.start()
                 # Stopped after the detectors: every finding they publish is enqueued.
                 stack.push_async_callback(self.alerter.stop)
@@ -251,6 +252,12 @@ class Agentwatch:
     async def _apply_jobs(self, registry: JobRegistry) -> None:
         assert self._detector_stage is not None
         await self._detector_stage.set_jobs(registry.as_data())
+
+    def _escalation_of(self, agent: str) -> str:
+        """The alert route an agent's job description names for escalations ("": none)."""
+        registry = self.jobs.registry if self.jobs is not None else None
+        job = registry.get(agent) if registry is not None else None
+        return job.escalation if job is not None else ""
 
     def _audit(self, action: str, target: str, details: Any) -> None:
         if self.control is not None:

@@ -205,11 +205,15 @@ class AlertsConfig(_Section):
         """A notification's route, None if the config no longer has it."""
         return next((r for r in self.routes if r.name == name), None)
 
-    def targets(self, finding: Finding) -> Sequence[tuple[Route, Receiver]]:
-        """(route, receiver) for each receiver this finding goes to (once per receiver)."""
+    def targets(self, finding: Finding, escalation: str = "") -> Sequence[tuple[Route, Receiver]]:
+        """(route, receiver) for each receiver this finding goes to (once per receiver).
+
+        `escalation`: the route the agent's job description names; it takes every
+        finding of that agent, whatever its `match` says.
+        """
         chosen: dict[str, tuple[Route, Receiver]] = {}
         for route in self.routes:
-            if route.match.fits(finding):
+            if route.match.fits(finding) or route.name == escalation:
                 for name in route.receivers:
                     chosen.setdefault(name, (route, self.receiver(name)))
         return list(chosen.values())

@@ -17,6 +17,7 @@ import email.utils
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -82,13 +83,16 @@ class Alerter:
         self._wake = {receiver.name: asyncio.Event() for receiver in config.receivers}
         self._tasks: list[asyncio.Task[None]] = []
         self._client: httpx.AsyncClient | None = None
+        # The escalation route of an agent's job description (set by serve when loaded).
+        self.escalation_of: Callable[[str], str] = lambda agent: ""
 
     # -- intake (event loop) ---------------------------------------------------------
 
     def on_finding(self, finding: Finding) -> None:
+        escalation = self.escalation_of(finding.agent_name)
         targets = [
             Planned(receiver.name, route.name, route.send_resolved, _hold_s(route, receiver))
-            for route, receiver in self.config.targets(finding)
+            for route, receiver in self.config.targets(finding, escalation)
         ]
         if not targets:
             return

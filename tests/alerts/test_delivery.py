@@ -265,3 +265,43 @@ def test_findings_of_one_agent_close_together_are_one_slack_message(
     assert all(f"problem number {n}" in together for n in range(3))
     assert "billing-agent" not in together
     assert len(receivers["pagerduty"].received()) == 4  # grouping is Slack's only
+
+
+def test_an_agents_escalation_route_takes_its_findings_whatever_the_match(
+    receivers: dict[str, Receiver], tmp_path: Path
+) -> None:
+    alerts = AlertsConfig.from_dict(
+        {
+            "allow_private_targets": True,
+            "receivers": [
+                {"name": "team", "slack": {"webhook_url": receivers["slack"].url("/slack")}},
+                {
+                    "name": "billing-oncall",
+                    "pagerduty": {
+                        "routing_key": "BILLING",
+                        "url": receivers["pagerduty"].url("/v2/enqueue"),
+                    },
+                },
+            ],
+            "routes": [
+                {"name": "chat", "receivers": ["team"]},
+                {
+                    "name": "billing",
+                    "match": {"kind": ["nothing"]},
+                    "receivers": ["billing-oncall"],
+                },
+            ],
+        }
+    )
+
+    async def body(alerter: Alerter) -> None:
+        alerter.escalation_of = lambda agent: "billing" if agent == "billing-agent" else ""
+        alerter.on_finding(finding(id="e1" * 16, agent_name="billing-agent"))
+        alerter.on_finding(finding(id="e2" * 16, agent_name="support-agent"))
+        await until(lambda: len(receivers["slack"].received()) == 2)
+        await until(lambda: alerter.outbox.pending_count() == 0)
+
+    run(body, alerts, tmp_path / "alerts.db")
+
+    (page,) = receivers["pagerduty"].received()  # only the billing agent's finding
+    assert page.json()["dedup_key"].endswith("e1" * 16)
