@@ -1,0 +1,48 @@
+"""The README's walkthrough: `examples/zombie_agent.py` against `agentwatch serve` ends
+in a zombie_run finding that names the hung tool call, and resolves when it ends."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.harness import AgentwatchProcess, wait_for
+
+
+def findings(server: AgentwatchProcess, **params: Any) -> list[dict[str, Any]]:
+    response = httpx.get(f"{server.endpoints['api']}/api/v1/findings", params=params, timeout=10)
+    assert response.status_code == 200, response.text
+    found: list[dict[str, Any]] = response.json()["findings"]
+    return found
+
+
+def test_the_zombie_agent_example_is_found_and_resolves(tmp_path: Path) -> None:
+    config = tmp_path / "agentwatch.yaml"
+    config.write_text('detectors:\n  zombie_run: {min_idle: "3s"}\n')  # README: 2 min
+    server = AgentwatchProcess(tmp_path / "data", "--config", str(config)).start()
+    agent = subprocess.Popen(
+        [sys.executable, "examples/zombie_agent.py", "--endpoint", server.endpoints["otlp_grpc"]],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        (zombie,) = wait_for(lambda: findings(server, kind="zombie_run", state="open"), 90)
+        assert zombie["agent_name"] == "support-agent"
+        assert zombie["tool_name"] == "crm.lookup"
+        assert agent.poll() is None  # the process is alive: a zombie, not a crash
+
+        agent.send_signal(signal.SIGINT)
+        assert agent.wait(30) == 0
+        resolved = wait_for(lambda: findings(server, kind="zombie_run", state="resolved"), 90)
+        assert resolved[0]["id"] == zombie["id"]
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+        server.kill()
+    assert agent.stdout is not None
+    assert "step 4 done" in agent.stdout.read()
