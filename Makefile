@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run demo test lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml sdk/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml sdk/pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/agentwatch serve $(ARGS)
+
+demo: $(STAMP)
+	$(BIN)/agentwatch demo $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

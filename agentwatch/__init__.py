@@ -1,6 +1,22 @@
 """agentwatch: an OpenTelemetry backend for AI agents in production."""
 
-from agentwatch._serve import Agentwatch, Endpoints, serve
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from agentwatch.settings import ConfigError, Settings, load_settings
 
+if TYPE_CHECKING:
+    from agentwatch._serve import Agentwatch, Endpoints, serve
+
 __all__ = ["Agentwatch", "ConfigError", "Endpoints", "Settings", "load_settings", "serve"]
+
+
+def __getattr__(name: str) -> object:
+    """The server (detectors, scikit-learn, chDB) loads only when asked for: the CLI's
+    API commands start in a fraction of a second."""
+    if name in ("Agentwatch", "Endpoints", "serve"):
+        from agentwatch import _serve
+
+        return getattr(_serve, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -46,10 +46,11 @@ from urllib.parse import quote
 
 import httpx
 
+from agentwatch import _api_client
+from agentwatch._api_client import ApiClient, ApiError, ApiTarget
 from api._time import parse_time
 
 _PROG = "agentwatch export-evalset"
-DEFAULT_API = "http://127.0.0.1:8000"
 DEFAULT_SINCE = "24h"
 EVALUATION_EVENT = "gen_ai.evaluation.result"
 LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
@@ -69,8 +70,8 @@ _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _PAGE = 1000  # the API's largest page
 
 
-class ExportError(Exception):
-    """Bad arguments, or no usable API: exit status 2; the message is one line."""
+# Bad arguments, or no usable API: exit status 2; the message is one line.
+ExportError = ApiError
 
 
 @dataclass(frozen=True)
@@ -93,17 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--until", help="with --agent (default now)")
     parser.add_argument("--out", default="-", metavar="FILE", help="JSONL file, or - (stdout)")
-    parser.add_argument(
-        "--api",
-        metavar="URL",
-        help=f"query API (default: <data-dir>/endpoints.json, else {DEFAULT_API})",
-    )
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        help="serve's data dir, for its endpoints.json (default ./.agentwatch)",
-    )
-    parser.add_argument("--token", help="API bearer token (default AGENTWATCH_API_TOKEN)")
+    _api_client.add_arguments(parser)
 
 
 def options_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> ExportOptions:
@@ -120,21 +111,16 @@ def options_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> E
             raise ExportError("--until is before --since")
     if args.out != "-" and not Path(args.out).resolve().parent.is_dir():
         raise ExportError(f"--out {args.out}: no such directory")
-    api, api_source = args.api, "--api"
-    if not api:
-        data_dir = args.data_dir or Path(environ.get("AGENTWATCH_DATA_DIR") or ".agentwatch")
-        api, api_source = default_api(data_dir)
-    if not api.startswith(("http://", "https://")):
-        raise ExportError(f"{api_source}: {api!r} is not an http:// or https:// URL")
+    target = _api_client.target_from_args(args, environ)
     return ExportOptions(
         finding_id=args.finding,
         agent=args.agent,
         since=since,
         until=until,
         out=args.out,
-        api=api.rstrip("/"),
-        api_source=api_source,
-        token=args.token or environ.get("AGENTWATCH_API_TOKEN") or None,
+        api=target.url,
+        api_source=target.source,
+        token=target.token,
     )
 
 
@@ -145,80 +131,29 @@ def _time_argument(name: str, text: str) -> datetime:
         raise ExportError(f"{name}: {exc}") from None
 
 
-def default_api(data_dir: Path) -> tuple[str, str]:
-    """The API address `serve` wrote to `<data-dir>/endpoints.json`, else the default."""
-    path = data_dir / "endpoints.json"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return DEFAULT_API, "the default address"
-    except OSError as exc:
-        raise ExportError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        api = json.loads(text)["api"]
-    except (ValueError, KeyError, TypeError):
-        raise ExportError(f"{path}: no API address in it") from None
-    if not isinstance(api, str):
-        raise ExportError(f"{path}: no API address in it")
-    return api, str(path)
-
-
-class QueryClient:
+class QueryClient(ApiClient):
     """The few query API calls the export needs; every failure is an ExportError."""
 
     def __init__(self, options: ExportOptions, transport: httpx.BaseTransport | None = None):
-        headers = {"authorization": f"Bearer {options.token}"} if options.token else {}
-        self._api = options.api
-        self._source = options.api_source
-        self._http = httpx.Client(
-            base_url=options.api, headers=headers, timeout=30.0, transport=transport
-        )
-
-    def close(self) -> None:
-        self._http.close()
+        super().__init__(ApiTarget(options.api, options.api_source, options.token), transport)
 
     def finding(self, finding_id: str) -> dict[str, Any]:
-        found = self._get(f"/api/v1/findings/{quote(finding_id, safe='')}", {}, missing_ok=True)
+        found = self.get(f"/api/v1/findings/{quote(finding_id, safe='')}", missing_ok=True)
         if found is None:
-            raise ExportError(f"no finding {finding_id} at {self._api}")
+            raise ExportError(f"no finding {finding_id} at {self.url}")
         return dict(found)
 
     def findings(self, **params: str) -> list[dict[str, Any]]:
-        answer = self._get("/api/v1/findings", {**params, "limit": str(_PAGE)})
+        answer = self.get("/api/v1/findings", {**params, "limit": str(_PAGE)})
         return list(answer["findings"])
 
     def trace(self, trace_id: str) -> dict[str, Any] | None:
-        found = self._get(f"/api/v1/traces/{trace_id}", {}, missing_ok=True)
+        found = self.get(f"/api/v1/traces/{trace_id}", missing_ok=True)
         return dict(found) if found is not None else None
 
     def evaluation_logs(self, trace_id: str) -> list[dict[str, Any]]:
         params = {"trace_id": trace_id, "event_name": EVALUATION_EVENT, "limit": str(_PAGE)}
-        return list(self._get("/api/v1/logs", params)["logs"])
-
-    def _get(self, path: str, params: dict[str, str], missing_ok: bool = False) -> Any:
-        try:
-            response = self._http.get(path, params=params)
-        except httpx.HTTPError as exc:
-            reason = " ".join(str(exc).split()) or type(exc).__name__
-            raise ExportError(
-                f"cannot reach the agentwatch API at {self._api} (from {self._source}): {reason}"
-            ) from None
-        if response.status_code == 404 and missing_ok:
-            return None
-        if response.status_code in (401, 403):
-            raise ExportError(
-                f"the API at {self._api} refused the request (HTTP {response.status_code}): "
-                "give its token with --token or AGENTWATCH_API_TOKEN"
-            )
-        if response.status_code != 200:
-            detail = " ".join(response.text.split())[:200]
-            raise ExportError(f"GET {path}: HTTP {response.status_code}: {detail}")
-        try:
-            return response.json()
-        except ValueError:
-            raise ExportError(
-                f"GET {path}: the answer is not JSON; is {self._api} agentwatch?"
-            ) from None
+        return list(self.get("/api/v1/logs", params)["logs"])
 
 
 # -- which runs ------------------------------------------------------------------------

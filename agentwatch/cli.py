@@ -9,7 +9,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from agentwatch._serve import serve
 from agentwatch.settings import ConfigError, load_settings
 
 
@@ -40,6 +39,24 @@ def build_parser() -> argparse.ArgumentParser:
     _evalset.add_arguments(
         commands.add_parser(
             "export-evalset", help="flagged runs as JSONL evaluation cases (reads the query API)"
+        )
+    )
+    from agentwatch import _commands
+
+    _commands.add_agents_arguments(
+        commands.add_parser("agents", help="agents seen: runs, success rate, tokens, findings")
+    )
+    _commands.add_findings_arguments(
+        commands.add_parser("findings", help="detector findings, newest first")
+    )
+    _commands.add_trace_arguments(
+        commands.add_parser("trace", help="one trace as a tree: spans, events, scores")
+    )
+    from agentwatch import _demo
+
+    _demo.add_arguments(
+        commands.add_parser(
+            "demo", help="a simulated agent fleet with injected incidents, detected live"
         )
     )
     return parser
@@ -77,6 +94,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agentwatch import _evalset
 
         return _evalset.run(args)
+    if args.command in ("agents", "findings", "trace"):
+        from agentwatch import _commands
+
+        return _commands.run(args)
+    if args.command == "demo":
+        from agentwatch import _demo
+
+        return _demo.run(args)
     if args.command == "alerts":
         try:
             return alerts_test(args.config, args.route)
@@ -90,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             level=settings.log_level.upper(),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+        from agentwatch._serve import serve  # the server's imports: only to serve
+
         asyncio.run(serve(settings))
     except ConfigError as exc:
         print(f"agentwatch: {exc}", file=sys.stderr)
