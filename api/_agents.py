@@ -44,7 +44,9 @@ _AGENT_COLUMNS = f"""
     uniqExact(RunId) AS runs,
     uniqExactIf(RunId, {AGENT_SPAN} AND IsError = 1) AS failed_runs,
     sum(InputTokens) AS input_tokens,
-    sum(OutputTokens) AS output_tokens
+    sum(OutputTokens) AS output_tokens,
+    countIf({TOOL_CALL}) AS tool_calls,
+    countIf({TOOL_CALL} AND IsError = 1) AS tool_failures
 """
 
 
@@ -100,6 +102,9 @@ def _agent(row: dict[str, Any], open_findings: int) -> AgentOut:
         error_rate=None if success is None else round(1 - success, 6),
         input_tokens=int(row["input_tokens"]),
         output_tokens=int(row["output_tokens"]),
+        tool_calls=int(row["tool_calls"]),
+        tool_failures=int(row["tool_failures"]),
+        tool_failure_rate=_rate(int(row["tool_failures"]), int(row["tool_calls"])),
         open_findings=open_findings,
     )
 

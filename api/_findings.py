@@ -35,6 +35,9 @@ def list_findings(
         str | None,
         Query(description="open at or after this time: RFC 3339, Unix time or '1h' ago"),
     ] = None,
+    until: Annotated[
+        str | None, Query(description="opened at or before this time (same forms as since)")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> FindingList:
     where = ["1"]
@@ -57,6 +60,9 @@ def list_findings(
         # Findings that were open at some point since then: still open, or resolved later.
         params["since"] = parse_time_param("since", since, datetime.now(UTC))
         where.append("(ResolvedAt IS NULL OR ResolvedAt >= {since:DateTime64(3)})")
+    if until is not None:
+        params["until"] = parse_time_param("until", until, datetime.now(UTC))
+        where.append("OpenedAt <= {until:DateTime64(3)}")
     rows = store.query(
         f"SELECT {_FINDING_COLUMNS} FROM {store.table('findings')} FINAL WHERE "
         + " AND ".join(where)

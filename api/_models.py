@@ -134,6 +134,9 @@ class AgentOut(BaseModel):
     error_rate: float | None
     input_tokens: int
     output_tokens: int
+    tool_calls: int
+    tool_failures: int
+    tool_failure_rate: float | None  # None: no tool calls
     open_findings: int
 
 

@@ -100,6 +100,8 @@ def test_filters_by_kind_state_agent_and_since(store: ClickHouseStore) -> None:
     assert ids(state="resolved") == ["z-old"]
     assert ids(agent="research-agent") == ["loop"]
     assert ids(since="24h") == ["loop", "z-open"]
+    assert ids(until="28h") == ["z-old"]  # opened 30 h ago; the others just now
+    assert ids(since="31h", until="29h") == ["z-old"]
     assert ids(tool="crm.lookup", limit=1) in (["loop"], ["z-open"])
 
 

@@ -208,6 +208,8 @@ def test_agents_are_the_registry_built_from_telemetry(seeded: Seeded) -> None:
     assert (support["runs"], support["failed_runs"]) == (4, 1)
     assert support["success_rate"] == 0.75
     assert (support["input_tokens"], support["output_tokens"]) == (400, 40)
+    assert (support["tool_calls"], support["tool_failures"]) == (8, 2)
+    assert support["tool_failure_rate"] == 0.25
     assert support["first_seen"] <= support["last_seen"]
     billing = agents["billing-agent"]
     assert (billing["owner"], billing["runs"], billing["tools"]) == (
@@ -232,6 +234,13 @@ def test_an_agent_scorecard_sums_its_runs_tools_and_scores(seeded: Seeded) -> No
     if len(helpfulness) == 1:
         assert helpfulness == [pytest.approx(0.75)]
     assert [p["value"] for p in scores["groundedness"]] == [0.5]  # joined from its trace
+
+
+def test_a_bad_findings_until_is_400(seeded: Seeded) -> None:
+    running, _ = seeded
+    bad = _response(running, ACME, "/api/v1/findings", until="someday")
+    assert bad.status_code == 400
+    assert "until" in bad.json()["detail"]
 
 
 def test_an_unknown_agent_is_404(seeded: Seeded) -> None:
