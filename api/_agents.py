@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
+from api._cost import COST_COLUMNS, with_span_cost
 from api._deps import ContextDep, StoreDep, TenantDep
 from api._evaluations import evaluation_series
 from api._findings import finding_out, findings_columns
@@ -62,7 +63,8 @@ def list_agents(
     where = Where().tenant(tenant).add(NOT_MARKER).equal("ServiceName", "service", service)
     where.time_range(since, until, timedelta(days=30))
     rows = store.query(
-        f"SELECT {_AGENT_COLUMNS} FROM {store.table('otel_traces')} WHERE {where.sql()} "
+        f"{with_span_cost()}SELECT {_AGENT_COLUMNS}, {COST_COLUMNS} "
+        f"FROM {store.table('otel_traces')} WHERE {where.sql()} "
         "GROUP BY AgentName ORDER BY last_ns DESC, name LIMIT 10000",
         where.params,
     )
@@ -105,6 +107,8 @@ def _agent(row: dict[str, Any], open_findings: int) -> AgentOut:
         tool_calls=int(row["tool_calls"]),
         tool_failures=int(row["tool_failures"]),
         tool_failure_rate=_rate(int(row["tool_failures"]), int(row["tool_calls"])),
+        cost_usd=float(row["cost_usd"]),
+        unpriced_llm_calls=int(row["unpriced_llm_calls"]),
         open_findings=open_findings,
     )
 
@@ -125,7 +129,8 @@ def get_agent(
     start, end = where.time_range(since, until, timedelta(hours=24))
     table = store.table("otel_traces")
     totals = store.query(
-        f"SELECT count() AS spans, groupUniqArray(ServiceName) AS services, "
+        f"{with_span_cost()}SELECT count() AS spans, groupUniqArray(ServiceName) AS services, "
+        f"{COST_COLUMNS}, "
         f"argMaxIf({_OWNER}, Timestamp, {_OWNER} != '') AS owner, "
         f"groupUniqArrayIf(ToolName, {TOOL_CALL}) AS tools, "
         f"groupUniqArrayIf({MODEL}, {LLM_CALL} AND {MODEL} != '') AS models, "
@@ -179,6 +184,9 @@ def get_agent(
         tool_failure_rate=_rate(failures, tool_calls),
         input_tokens=int(totals["input_tokens"]),
         output_tokens=int(totals["output_tokens"]),
+        cost_usd=float(totals["cost_usd"]),
+        cost_per_run_usd=round(float(totals["cost_usd"]) / run_count, 6) if run_count else None,
+        unpriced_llm_calls=int(totals["unpriced_llm_calls"]),
         tools=sorted(totals["tools"]),
         models=sorted(totals["models"]),
         evaluation_scores={

@@ -137,6 +137,8 @@ class AgentOut(BaseModel):
     tool_calls: int
     tool_failures: int
     tool_failure_rate: float | None  # None: no tool calls
+    cost_usd: float  # LLM spans priced by the shipped price table (or their own cost)
+    unpriced_llm_calls: int  # LLM calls with tokens that no price matched
     open_findings: int
 
 
@@ -168,6 +170,9 @@ class AgentScorecard(BaseModel):
     tool_failure_rate: float | None
     input_tokens: int
     output_tokens: int
+    cost_usd: float
+    cost_per_run_usd: float | None
+    unpriced_llm_calls: int
     tools: list[str]
     models: list[str]
     evaluation_scores: dict[str, list[TimePoint]]  # evaluation name -> mean per bucket

@@ -14,6 +14,7 @@ One agentwatch for the module, seeded once with a small, exactly known fleet:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +31,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Link, Status, StatusCode, Tracer
 
+from ingest._prices import PriceTable
 from tests.harness import AgentwatchThread, make_settings, wait_for
 
 ACME, GLOBEX = "read-acme", "read-globex"
@@ -210,6 +212,12 @@ def test_agents_are_the_registry_built_from_telemetry(seeded: Seeded) -> None:
     assert (support["input_tokens"], support["output_tokens"]) == (400, 40)
     assert (support["tool_calls"], support["tool_failures"]) == (8, 2)
     assert support["tool_failure_rate"] == 0.25
+    # Priced by the shipped table in SQL; the Python price table must agree.
+    price = PriceTable.load().cost("gpt-4o-2024-08-06", "", time.time_ns(), 100, 10)
+    assert price is not None
+    assert support["cost_usd"] == pytest.approx(4 * price.total_usd, rel=1e-6)
+    assert support["unpriced_llm_calls"] == 0
+    assert agents["billing-agent"]["cost_usd"] == 0.0  # no LLM calls
     assert support["first_seen"] <= support["last_seen"]
     billing = agents["billing-agent"]
     assert (billing["owner"], billing["runs"], billing["tools"]) == (
@@ -225,6 +233,8 @@ def test_an_agent_scorecard_sums_its_runs_tools_and_scores(seeded: Seeded) -> No
 
     assert (card["runs"], card["failed_runs"], card["success_rate"]) == (4, 1, 0.75)
     assert card["steps_per_run"] == 3.0  # chat + two tool calls
+    assert card["cost_per_run_usd"] == pytest.approx(card["cost_usd"] / 4, rel=1e-4)
+    assert card["cost_usd"] > 0
     assert (card["tool_calls"], card["tool_failures"], card["tool_failure_rate"]) == (8, 2, 0.25)
     assert 0 < card["run_duration_p50_ns"] <= card["run_duration_p95_ns"]
     scores = card["evaluation_scores"]
