@@ -35,7 +35,10 @@ def parse_time(text: str, now: datetime | None = None) -> datetime:
         return now - timedelta(seconds=parse_duration_s(text))
     if re.fullmatch(r"\d+(\.\d+)?", text):
         value = float(text)
-        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
+        try:
+            return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"{text!r} is out of range for a Unix time") from None
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
