@@ -15,7 +15,7 @@ from typing import Any
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
-from ingest._translate import any_value_to_str, attributes_to_map
+from ingest._translate import any_value_to_str, attributes_to_map, drop_invalid_items
 from ingest._wal_record import LogsPayload, encode_logs_record, frame
 
 LOG_COLUMNS = (
@@ -53,23 +53,9 @@ def drop_invalid_log_records(request: ExportLogsServiceRequest) -> tuple[int, st
     Ids are optional on a log record, but when present a trace id is 16 bytes and a
     span id 8 (OTLP). The rest of the request is kept (partial success).
     """
-    rejected = 0
-    first_problem = ""
-    for resource_logs in request.resource_logs:
-        for scope_logs in resource_logs.scope_logs:
-            keep = []
-            for record in scope_logs.log_records:
-                problem = _id_problem(record)
-                if problem:
-                    rejected += 1
-                    first_problem = first_problem or problem
-                else:
-                    keep.append(record)
-            if len(keep) != len(scope_logs.log_records):
-                del scope_logs.log_records[:]
-                scope_logs.log_records.extend(keep)
-    message = f"{rejected} log record(s) rejected: {first_problem}" if rejected else ""
-    return rejected, message
+    scopes = [scope for resources in request.resource_logs for scope in resources.scope_logs]
+    rejected, first_problem = drop_invalid_items(scopes, "log_records", _id_problem)
+    return rejected, f"{rejected} log record(s) rejected: {first_problem}" if rejected else ""
 
 
 def _id_problem(record: LogRecord) -> str:

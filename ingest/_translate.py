@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -215,25 +215,34 @@ def drop_invalid_spans(request: ExportTraceServiceRequest) -> tuple[int, str]:
     A trace id is 16 bytes and a span id 8 bytes, neither all zero; a parent span id
     is empty or a valid span id. The rest of the request is kept (partial success).
     """
+    scopes = [scope for resources in request.resource_spans for scope in resources.scope_spans]
+    rejected, first_problem = drop_invalid_items(scopes, "spans", _id_problem)
+    return rejected, f"{rejected} span(s) rejected: {first_problem}" if rejected else ""
+
+
+def drop_invalid_items(
+    scopes: Iterable[Any], field: str, problem_of: Callable[[Any], str]
+) -> tuple[int, str]:
+    """Remove the items (spans, log records) of each scope's repeated `field` that
+    `problem_of` finds a problem with; return (count, the first problem)."""
     rejected = 0
     first_problem = ""
-    for resource_spans in request.resource_spans:
-        for scope_spans in resource_spans.scope_spans:
-            keep = []
-            for span in scope_spans.spans:
-                problem = _id_problem(span)
-                if problem:
-                    rejected += 1
-                    first_problem = first_problem or problem
-                else:
-                    keep.append(span)
-            if len(keep) != len(scope_spans.spans):
-                kept = [Span.FromString(s.SerializeToString()) for s in keep]
-                del scope_spans.spans[:]
-                scope_spans.spans.extend(kept)
-    if not rejected:
-        return 0, ""
-    return rejected, f"{rejected} span(s) rejected: {first_problem}"
+    for scope in scopes:
+        items = getattr(scope, field)
+        keep = []
+        for item in items:
+            problem = problem_of(item)
+            if problem:
+                rejected += 1
+                first_problem = first_problem or problem
+            else:
+                keep.append(item)
+        if len(keep) != len(items):
+            # Copies: the kept messages belong to the list about to be cleared.
+            kept = [type(item).FromString(item.SerializeToString()) for item in keep]
+            del items[:]
+            items.extend(kept)
+    return rejected, first_problem
 
 
 _ZERO_TRACE_ID = bytes(16)

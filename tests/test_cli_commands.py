@@ -17,7 +17,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,10 +187,11 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         try:
             looping = support.looping_run()
             support.failed_run()
-            time.sleep(0.05)  # findings are ordered by their opening, in milliseconds
+            # Findings are ordered by their opening: the first must open before the next.
+            first = wait_for(lambda: runaway(api, looping, "resolved"), timeout_s=60)
             stuck = support.stuck_run()
             found = {
-                "crm.lookup": wait_for(lambda: runaway(api, looping, "resolved"), timeout_s=60),
+                "crm.lookup": first,
                 "kb.search": wait_for(lambda: runaway(api, stuck, "open"), timeout_s=60),
             }
             wait_for(lambda: stored(api, looping, 7), timeout_s=60)  # agent, chat, 4 tools, GET
