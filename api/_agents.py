@@ -11,7 +11,7 @@ from api._cost import COST_COLUMNS, with_span_cost
 from api._deps import ContextDep, StoreDep, TenantDep
 from api._evaluations import evaluation_series
 from api._findings import finding_out, findings_columns
-from api._models import AgentList, AgentOut, AgentScorecard, TimePoint
+from api._models import AgentList, AgentOut, AgentScorecard, CostlyRun, TimePoint
 from api._query import (
     AGENT_SPAN,
     LLM_CALL,
@@ -23,9 +23,12 @@ from api._query import (
     Where,
     step_seconds,
 )
+from api._roi import agent_roi
 from api._time import format_ns
 
 router = APIRouter(prefix="/api/v1", tags=["agents"])
+
+COSTLIEST_RUNS = 10
 
 _OWNER = (
     "if(ResourceAttributes['agent.owner'] != '', ResourceAttributes['agent.owner'], "
@@ -167,6 +170,7 @@ def get_agent(
         "AND OpenedAt <= {end:DateTime64(3)} ORDER BY OpenedAt DESC LIMIT 100",
         {"agent": name, "tenant": tenant, "start": start, "end": end},
     )
+    cost_usd, unpriced = float(totals["cost_usd"]), int(totals["unpriced_llm_calls"])
     return AgentScorecard(
         name=name,
         since=_iso(start),
@@ -184,9 +188,13 @@ def get_agent(
         tool_failure_rate=_rate(failures, tool_calls),
         input_tokens=int(totals["input_tokens"]),
         output_tokens=int(totals["output_tokens"]),
-        cost_usd=float(totals["cost_usd"]),
-        cost_per_run_usd=round(float(totals["cost_usd"]) / run_count, 6) if run_count else None,
-        unpriced_llm_calls=int(totals["unpriced_llm_calls"]),
+        cost_usd=cost_usd,
+        cost_per_run_usd=round(cost_usd / run_count, 6) if run_count else None,
+        unpriced_llm_calls=unpriced,
+        roi=agent_roi(
+            run_count, run_count - failed, cost_usd, unpriced, job.roi if job is not None else None
+        ),
+        costliest_runs=_costliest_runs(store, where) if cost_usd > 0 else [],
         tools=sorted(totals["tools"]),
         models=sorted(totals["models"]),
         evaluation_scores={
@@ -200,6 +208,25 @@ def get_agent(
         paused=bool(control.get("paused")),
         pause_reason=control.get("reason", ""),
     )
+
+
+def _costliest_runs(store: Any, where: Where) -> list[CostlyRun]:
+    rows = store.query(
+        f"{with_span_cost()}SELECT RunId, argMin(TraceId, Timestamp) AS trace_id, "
+        f"{COST_COLUMNS}, countIf({LLM_CALL}) AS llm_calls "
+        f"FROM {store.table('otel_traces')} WHERE {where.sql()} "
+        f"GROUP BY RunId HAVING cost_usd > 0 ORDER BY cost_usd DESC, RunId LIMIT {COSTLIEST_RUNS}",
+        where.params,
+    )
+    return [
+        CostlyRun(
+            run_id=row["RunId"],
+            trace_id=row["trace_id"],
+            cost_usd=float(row["cost_usd"]),
+            llm_calls=int(row["llm_calls"]),
+        )
+        for row in rows
+    ]
 
 
 def _ever_seen(store: Any, tenant: str | None, name: str) -> bool:

@@ -72,6 +72,8 @@ class TraceSummary(BaseModel):
     span_count: int
     error_count: int
     status: str
+    cost_usd: float  # the trace's priced LLM spans
+    unpriced_llm_calls: int  # its LLM calls with tokens that no price matched
 
 
 class TraceList(BaseModel):
@@ -151,6 +153,35 @@ class TimePoint(BaseModel):
     value: float | None
 
 
+class AgentRoi(BaseModel):
+    """Return on investment over the scorecard's range (api/_roi.py: the formula).
+
+    A figure whose inputs the job description does not state is null, and `missing`
+    names those inputs.
+    """
+
+    runs: int
+    successful_runs: int
+    success_rate: float | None
+    human_minutes_per_run: float | None
+    value_per_hour_usd: float | None
+    time_saved_hours: float | None
+    value_usd: float | None
+    cost_usd: float  # priced LLM calls only: a lower bound when unpriced_llm_calls > 0
+    unpriced_llm_calls: int
+    cost_per_successful_run_usd: float | None  # None: no successful run
+    net_value_usd: float | None
+    formula: str  # the formulas with this range's numbers in them
+    missing: list[str]  # inputs not stated in the job description's roi
+
+
+class CostlyRun(BaseModel):
+    run_id: str
+    trace_id: str  # the run's first trace
+    cost_usd: float
+    llm_calls: int
+
+
 class AgentScorecard(BaseModel):
     """One agent over a time range."""
 
@@ -173,6 +204,8 @@ class AgentScorecard(BaseModel):
     cost_usd: float
     cost_per_run_usd: float | None
     unpriced_llm_calls: int
+    roi: AgentRoi
+    costliest_runs: list[CostlyRun]  # the most expensive runs in the range, top first
     tools: list[str]
     models: list[str]
     evaluation_scores: dict[str, list[TimePoint]]  # evaluation name -> mean per bucket
@@ -192,6 +225,9 @@ class ToolOut(BaseModel):
     latency_p50_ns: int
     latency_p95_ns: int
     top_error_types: list[str]
+    # The tool chain: the LLM calls that led to its calls (api/_tools.py defines it).
+    cost_usd: float
+    llm_calls: int
 
 
 class ToolList(BaseModel):

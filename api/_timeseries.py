@@ -4,6 +4,11 @@ The answer is long-format rows `{time, series, value}` under `points` — what t
 Infinity backend parser reads into a data frame (so Grafana alerting can use it);
 a panel's "prepare time series" (multi-frame) transformation makes one line per
 series.
+
+`cost` is the USD cost of the LLM calls in each bucket (priced as api/_cost.py prices
+them; unpriced calls add nothing), by agent, service or model: `step=1d` gives cost per
+day. LLM metrics (`cost`, `llm_calls`, `llm_latency_p95_ms`, tokens) may be grouped by
+`model` (the response model, else the requested one).
 """
 
 from __future__ import annotations
@@ -14,10 +19,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
+from api._cost import with_span_cost
 from api._deps import QueryStore, StoreDep, TenantDep
 from api._evaluations import evaluation_rows
 from api._models import SeriesPoint, TimeSeries
-from api._query import LLM_CALL, NOT_MARKER, RUN_FAILED, TOOL_CALL, Where, step_seconds
+from api._query import (
+    LLM_CALL,
+    MODEL,
+    NOT_MARKER,
+    RUN_FAILED,
+    TOOL_CALL,
+    Where,
+    step_seconds,
+)
 from api._time import format_ns
 
 router = APIRouter(prefix="/api/v1", tags=["timeseries"])
@@ -40,6 +54,7 @@ class Metric(enum.StrEnum):
     tokens = "tokens"
     input_tokens = "input_tokens"
     output_tokens = "output_tokens"
+    cost = "cost"
     evaluation_score = "evaluation_score"
     findings_opened = "findings_opened"
 
@@ -49,6 +64,7 @@ class GroupBy(enum.StrEnum):
     agent = "agent"
     tool = "tool"
     service = "service"
+    model = "model"  # LLM metrics only
     evaluation = "evaluation"  # evaluation_score only
     kind = "kind"  # findings_opened only
 
@@ -66,6 +82,16 @@ _SPAN_METRICS = {
     Metric.tokens: ("sum(InputTokens + OutputTokens)", NOT_MARKER),
     Metric.input_tokens: ("sum(InputTokens)", NOT_MARKER),
     Metric.output_tokens: ("sum(OutputTokens)", NOT_MARKER),
+    Metric.cost: ("sum(ifNull(span_cost, 0))", LLM_CALL),
+}
+# Metrics of LLM calls (and tokens, which only LLM calls carry): groupable by model.
+_LLM_METRICS = {
+    Metric.llm_calls,
+    Metric.llm_latency_p95_ms,
+    Metric.tokens,
+    Metric.input_tokens,
+    Metric.output_tokens,
+    Metric.cost,
 }
 # Run metrics, over runs bucketed by their start: (aggregate over runs).
 _RUN_METRICS = {
@@ -77,6 +103,7 @@ _SPAN_GROUPS = {
     GroupBy.agent: "AgentName",
     GroupBy.tool: "ToolName",
     GroupBy.service: "ServiceName",
+    GroupBy.model: MODEL,
 }
 _BUCKET = "toUnixTimestamp(toStartOfInterval({t}, toIntervalSecond({{step:UInt32}})))"
 
@@ -132,6 +159,10 @@ def _span_sql(store: QueryStore, metric: Metric, where: Where, by: GroupBy) -> s
     table = store.table("otel_traces")
     if by not in (GroupBy.none, *_SPAN_GROUPS):
         raise _bad_group(metric, by)
+    if by is GroupBy.model and metric not in _LLM_METRICS:
+        raise _bad_group(metric, by)
+    if by is GroupBy.tool and metric is Metric.cost:
+        raise _bad_group(metric, by)  # LLM calls are no tool's; /tools has tool chain cost
     series = _SPAN_GROUPS.get(by, "''")
     if metric in _RUN_METRICS:
         if by is GroupBy.tool:
@@ -150,6 +181,7 @@ def _span_sql(store: QueryStore, metric: Metric, where: Where, by: GroupBy) -> s
         )
     aggregate, spans = _SPAN_METRICS[metric]
     return (
+        f"{with_span_cost() if metric is Metric.cost else ''}"
         f"SELECT {_BUCKET.format(t='Timestamp')} AS bucket_s, {series} AS series, "
         f"{aggregate} AS value FROM {table} WHERE {spans} AND {where.sql()} "
         "GROUP BY bucket_s, series ORDER BY bucket_s, series"

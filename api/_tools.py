@@ -1,4 +1,12 @@
-"""`/api/v1/tools` (per-tool health) and `/api/v1/audit/tool-calls` (every call)."""
+"""`/api/v1/tools` (per-tool health) and `/api/v1/audit/tool-calls` (every call).
+
+A tool's `cost_usd` is the cost of its tool chain: the LLM calls that led to its calls.
+Within a trace, each tool call is attributed to the most recent LLM call under the same
+parent span that ended at or before the tool call started (an ASOF JOIN on trace,
+parent and time); an LLM call that led to N tool calls splits its cost evenly among
+them, whichever tools, agents or time range those are. A tool call no LLM call
+preceded costs nothing. `llm_calls` counts the LLM calls that led to a tool's calls.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +15,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
-from api._deps import StoreDep, TenantDep
+from api._cost import with_span_cost
+from api._deps import QueryStore, StoreDep, TenantDep
 from api._models import ToolCallOut, ToolCallPage, ToolList, ToolOut
-from api._query import TOOL_CALL, Where, decode_cursor, encode_cursor
+from api._query import LLM_CALL, TOOL_CALL, Where, decode_cursor, encode_cursor
 from api._time import format_ns
 
 router = APIRouter(prefix="/api/v1", tags=["tools"])
@@ -24,10 +33,12 @@ def list_tools(
     since: Annotated[str | None, Query(description="default: 24 hours ago")] = None,
     until: str | None = None,
 ) -> ToolList:
-    """Per tool: calls, failures, failure rate, latency, top error types; busiest first."""
+    """Per tool: calls, failures, failure rate, latency, top error types, tool chain cost;
+    busiest first."""
     where = Where().tenant(tenant).add(TOOL_CALL)
     where.equal("AgentName", "agent", agent).equal("ServiceName", "service", service)
     where.time_range(since, until, timedelta(hours=24))
+    chains = _tool_chain_costs(store, tenant, where)
     rows = store.query(
         "SELECT ToolName, groupUniqArray(AgentName) AS agents, count() AS calls, "
         "countIf(IsError = 1) AS failures, quantiles(0.5, 0.95)(Duration) AS latency, "
@@ -36,10 +47,46 @@ def list_tools(
         "GROUP BY ToolName ORDER BY calls DESC, ToolName LIMIT 10000",
         where.params,
     )
-    return ToolList(tools=[_tool(row) for row in rows])
+    return ToolList(tools=[_tool(row, *chains.get(row["ToolName"], (0.0, 0))) for row in rows])
 
 
-def _tool(row: dict[str, Any]) -> ToolOut:
+def _tool_chain_costs(
+    store: QueryStore, tenant: str | None, where: Where
+) -> dict[str, tuple[float, int]]:
+    """Tool name -> (cost of its tool chain, LLM calls in it), for the calls `where` picks.
+
+    Every tool call of the traces with a picked call takes its share (so an LLM call
+    is split among all the calls it led to), then only the picked calls are summed.
+    """
+    table = store.table("otel_traces")
+    scope = Where().tenant(tenant)
+    traces = f"SELECT DISTINCT TraceId FROM {table} WHERE {where.sql()}"
+    calls = (
+        "SELECT TraceId, ParentSpanId, SpanId, ToolName, Timestamp AS started, "
+        f"({where.sql()}) AS picked FROM {table} "
+        f"WHERE {TOOL_CALL} AND {scope.sql()} AND TraceId IN ({traces})"
+    )
+    llm_calls = (
+        f"{with_span_cost()}SELECT TraceId, ParentSpanId, SpanId AS llm_span, "
+        "Timestamp + toIntervalNanosecond(Duration) AS ended, ifNull(span_cost, 0) AS cost "
+        f"FROM {table} WHERE {LLM_CALL} AND {scope.sql()} AND TraceId IN ({traces})"
+    )
+    attributed = (
+        "SELECT c.ToolName AS tool, c.picked AS picked, l.llm_span AS llm_span, "
+        "if(l.llm_span = '', 0, l.cost / count() OVER (PARTITION BY c.TraceId, l.llm_span)) "
+        f"AS share FROM ({calls}) AS c ASOF LEFT JOIN ({llm_calls}) AS l "
+        "ON c.TraceId = l.TraceId AND c.ParentSpanId = l.ParentSpanId AND c.started >= l.ended"
+    )
+    rows = store.query(
+        "SELECT tool, round(sum(share), 6) AS cost_usd, "
+        "uniqExactIf(llm_span, llm_span != '') AS llm_calls "
+        f"FROM ({attributed}) WHERE picked GROUP BY tool",
+        where.params,
+    )
+    return {row["tool"]: (float(row["cost_usd"]), int(row["llm_calls"])) for row in rows}
+
+
+def _tool(row: dict[str, Any], cost_usd: float, llm_calls: int) -> ToolOut:
     calls, failures = int(row["calls"]), int(row["failures"])
     return ToolOut(
         name=row["ToolName"],
@@ -50,6 +97,8 @@ def _tool(row: dict[str, Any]) -> ToolOut:
         latency_p50_ns=int(row["latency"][0]),
         latency_p95_ns=int(row["latency"][1]),
         top_error_types=list(row["error_types"]),
+        cost_usd=cost_usd,
+        llm_calls=llm_calls,
     )
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 
+from api._cost import COST_COLUMNS, with_span_cost
 from api._deps import StoreDep, TenantDep
 from api._models import (
     SpanEvent,
@@ -207,7 +208,7 @@ def list_traces(
             cursor_trace=cursor_trace,
         )
     rows = store.query(
-        "SELECT TraceId, min(toUnixTimestamp64Nano(Timestamp)) AS start_ns, "
+        f"{with_span_cost()}SELECT TraceId, min(toUnixTimestamp64Nano(Timestamp)) AS start_ns, "
         "max(toUnixTimestamp64Nano(Timestamp) + Duration) AS end_ns, "
         "countIf(Marker = '') AS span_count, "
         "countIf(IsError = 1 AND Marker = '') AS error_count, "
@@ -216,8 +217,8 @@ def list_traces(
         "groupUniqArrayIf(ToolName, ToolName != '') AS tool_names, "
         "groupUniqArrayIf(SpanName, Marker = '') AS span_names, "
         "argMinIf(SpanName, Timestamp, ParentSpanId = '') AS root_name, "
-        "argMinIf(ServiceName, Timestamp, ParentSpanId = '') AS root_service "
-        f"FROM {store.table('otel_traces')} WHERE {where.sql()} "
+        "argMinIf(ServiceName, Timestamp, ParentSpanId = '') AS root_service, "
+        f"{COST_COLUMNS} FROM {store.table('otel_traces')} WHERE {where.sql()} "
         f"GROUP BY TraceId HAVING {having.sql()} "
         "ORDER BY start_ns DESC, TraceId DESC LIMIT {limit:UInt32}",
         {**where.params, **having.params, "limit": limit + 1},
@@ -240,4 +241,6 @@ def _summary(row: dict[str, Any]) -> TraceSummary:
         span_count=int(row["span_count"]),
         error_count=int(row["error_count"]),
         status="error" if row["error_count"] else "ok",
+        cost_usd=float(row["cost_usd"]),
+        unpriced_llm_calls=int(row["unpriced_llm_calls"]),
     )

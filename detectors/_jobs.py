@@ -14,11 +14,17 @@ changes (`--agents` / AGENTWATCH_AGENTS):
         escalation: pages                 # an alert route's name
         success_metrics:
           - {evaluation: helpfulness, target: 0.8}
+        roi: {human_minutes_per_run: 12, value_per_hour_usd: 60}
 
 A file in a directory may also hold one agent as its top-level mapping. Tool and
 model names match exactly or as shell-style patterns (`payments.*`). An empty or
 missing `allowed_tools` means "any tool" (likewise models): a job description
 restricts only what it names. Problems are one line naming the file and the setting.
+
+`roi` states what a successful run is worth: the human time it replaces and that
+time's value per hour. The agent scorecard turns them into time saved, value and net
+value over its time range (api/_roi.py); an input left out is shown as missing there,
+and nothing is computed from it.
 """
 
 from __future__ import annotations
@@ -47,6 +53,11 @@ class Budgets(_Section):
     cost_usd: float | None = Field(default=None, gt=0)  # per run (needs cost data)
 
 
+class Roi(_Section):
+    human_minutes_per_run: float | None = Field(default=None, gt=0)  # per successful run
+    value_per_hour_usd: float | None = Field(default=None, ge=0)  # of that human time
+
+
 class SuccessMetric(_Section):
     evaluation: str = Field(min_length=1)
     target: float
@@ -62,6 +73,7 @@ class JobDescription(_Section):
     budgets: Budgets = Budgets()
     escalation: str = ""
     success_metrics: tuple[SuccessMetric, ...] = ()
+    roi: Roi = Roi()
     # Everything else a team wants on record (runbook URL, data classes, …).
     labels: dict[str, str] = {}
 

@@ -9,6 +9,7 @@ from grafana._panels import (
     BAD_WHEN_HIGH_RATE,
     BAD_WHEN_LOW_RATE,
     TIME_RANGE,
+    WARN_WHEN_ANY,
     Json,
     api_query,
     column,
@@ -38,8 +39,16 @@ TOOL_COLUMNS = [
     ("latency_p50_ns", "Latency p50", "number"),
     ("latency_p95_ns", "Latency p95", "number"),
     ("top_error_types", "Top error types", "string"),
+    ("cost_usd", "Cost (tool chain)", "number"),
+    ("llm_calls", "LLM calls (tool chain)", "number"),
 ]
-TOOL_UNITS = {"failure_rate": "percentunit", "latency_p50_ns": "ns", "latency_p95_ns": "ns"}
+USD = "currencyUSD"
+TOOL_UNITS = {
+    "failure_rate": "percentunit",
+    "latency_p50_ns": "ns",
+    "latency_p95_ns": "ns",
+    "cost_usd": USD,
+}
 FINDING_COLUMNS = [
     ("opened_at", "Opened", "timestamp"),
     ("state", "State", "string"),
@@ -195,6 +204,20 @@ def fleet_stats() -> list[Json]:
             thresholds=BAD_WHEN_HIGH_RATE,
         ),
         stat("Tokens", agents_query(*tokens), "Input and output tokens.", calc="sum", names=tokens),
+        stat(
+            "Cost",
+            agents_query("cost_usd"),
+            "USD cost of the LLM calls the price table prices.",
+            calc="sum",
+            unit=USD,
+        ),
+        stat(
+            "Unpriced LLM calls",
+            agents_query("unpriced_llm_calls"),
+            "LLM calls with tokens that no price matched: while any, the cost is a lower bound.",
+            calc="sum",
+            thresholds=WARN_WHEN_ANY,
+        ),
         open_findings,
     ]
 
@@ -214,28 +237,42 @@ def fleet() -> Json:
             ("success_rate", "Success rate", "number"),
             ("input_tokens", "Input tokens", "number"),
             ("output_tokens", "Output tokens", "number"),
+            ("cost_usd", "Cost", "number"),
             ("open_findings", "Open findings", "number"),
             ("models", "Models", "string"),
             ("tools", "Tools", "string"),
             ("last_seen", "Last seen", "timestamp"),
         ],
-        units={"success_rate": "percentunit"},
+        units={"success_rate": "percentunit", "cost_usd": USD},
         links={"name": [TO_AGENT]},
     )
+    cost_per_day = timeseries(
+        "cost",
+        by="agent",
+        interval="1d",
+        title="Cost per day by agent",
+        description="USD cost of each agent's LLM calls, a bar per day (wider for long ranges).",
+    )
     rows = [
-        [(panel, 4, 4) for panel in fleet_stats()],
+        [(panel, 3, 4) for panel in fleet_stats()],
         [(timeseries(m, by="agent"), 8, 8) for m in ("runs", "failed_runs", "run_duration_p95_ms")],
-        [(timeseries(m, by="agent"), 12, 8) for m in ("tool_failure_rate", "tokens")],
+        [
+            (timeseries("tool_failure_rate", by="agent"), 8, 8),
+            (timeseries("tokens", by="agent"), 8, 8),
+            (cost_per_day, 8, 8),
+        ],
         [(agents, 24, 10)],
     ]
     return dashboard(FLEET, "agentwatch / Fleet", "Every agent at a glance.", layout(rows))
 
 
-def agent_stats() -> list[Json]:
-    def card(*fields: str) -> Json:
-        columns = [column(name, "number") for name in fields]
-        return api_query(f"/api/v1/agents/{AGENT}?{TIME_RANGE}", "", columns)
+def card(*fields: str, root: str = "") -> Json:
+    """Fields of `$agent`'s scorecard (`root="roi"`: of its ROI block)."""
+    columns = [column(name, "number") for name in fields]
+    return api_query(f"/api/v1/agents/{AGENT}?{TIME_RANGE}", root, columns)
 
+
+def agent_stats() -> list[Json]:
     return [
         stat(
             "Runs",
@@ -285,6 +322,39 @@ def agent_stats() -> list[Json]:
     ]
 
 
+def agent_cost_stats() -> list[Json]:
+    """Cost and ROI from the scorecard; ROI figures need the job description's `roi`."""
+    return [
+        stat(
+            "Cost",
+            card("cost_usd", "cost_per_run_usd"),
+            "USD cost of the agent's priced LLM calls, in all and per run.",
+            unit=USD,
+            names={"cost_usd": "total", "cost_per_run_usd": "per run"},
+        ),
+        stat(
+            "Cost per successful run",
+            card("cost_per_successful_run_usd", root="roi"),
+            "Cost over the runs that did not fail.",
+            unit=USD,
+        ),
+        stat(
+            "Net value",
+            card("value_usd", "net_value_usd", root="roi"),
+            "Value of the human time saved, and that minus the cost (job description `roi`; "
+            "no data when its inputs are not stated).",
+            unit=USD,
+            names={"value_usd": "value", "net_value_usd": "net"},
+        ),
+        stat(
+            "Time saved",
+            card("time_saved_hours", root="roi"),
+            "Successful runs x human minutes per run (job description `roi`).",
+            unit="h",
+        ),
+    ]
+
+
 def agent_traces() -> Json:
     return table(
         "Traces",
@@ -300,8 +370,9 @@ def agent_traces() -> Json:
             ("span_count", "Spans", "number"),
             ("error_count", "Errors", "number"),
             ("status", "Status", "string"),
+            ("cost_usd", "Cost", "number"),
         ],
-        units={"duration_ns": "ns"},
+        units={"duration_ns": "ns", "cost_usd": USD},
         links=TRACE_LINKS,
     )
 
@@ -325,10 +396,12 @@ def agent() -> Json:
     tokens = {"input_tokens": "input", "output_tokens": "output"}
     rows = [
         [(panel, 3, 4) for panel in agent_stats()],
+        [(panel, 6, 4) for panel in agent_cost_stats()],
         [
-            (timeseries(runs, agent=True, title="Runs"), 8, 8),
-            (timeseries(steps, agent=True, title="Steps", description="LLM and tool calls."), 8, 8),
-            (timeseries(tokens, agent=True, title="Tokens"), 8, 8),
+            (timeseries(runs, agent=True, title="Runs"), 6, 8),
+            (timeseries(steps, agent=True, title="Steps", description="LLM and tool calls."), 6, 8),
+            (timeseries(tokens, agent=True, title="Tokens"), 6, 8),
+            (timeseries("cost", agent=True), 6, 8),
         ],
         [
             (timeseries("tool_calls", by="tool", agent=True), 8, 8),
@@ -344,7 +417,9 @@ def agent() -> Json:
         [(tools_table, 12, 8), (agent_findings, 12, 8)],
         [(agent_traces(), 24, 10)],
     ]
-    description = "One agent: runs, steps, tools, tokens, evaluation scores, findings, traces."
+    description = (
+        "One agent: runs, steps, tools, tokens, cost and ROI, evaluation scores, findings, traces."
+    )
     return dashboard(AGENT_UID, "agentwatch / Agent", description, layout(rows), per_agent=True)
 
 

@@ -177,6 +177,7 @@ def _thresholds(*steps: tuple[float | None, str]) -> Json:
 
 GREEN = _thresholds((None, "green"))
 BAD_WHEN_ANY = _thresholds((None, "green"), (1, "red"))
+WARN_WHEN_ANY = _thresholds((None, "green"), (1, "orange"))
 BAD_WHEN_HIGH_RATE = _thresholds((None, "green"), (0.05, "orange"), (0.2, "red"))
 BAD_WHEN_LOW_RATE = _thresholds((None, "red"), (0.9, "orange"), (0.98, "green"))
 
@@ -232,6 +233,12 @@ METRICS: dict[str, tuple[str, str, bool, str]] = {
     "tokens": ("Tokens", "short", True, "Input + output tokens."),
     "input_tokens": ("Input tokens", "short", True, "Input tokens."),
     "output_tokens": ("Output tokens", "short", True, "Output tokens."),
+    "cost": (
+        "Cost",
+        "currencyUSD",
+        True,
+        "USD cost of the LLM calls, from the price table (unpriced calls count nothing).",
+    ),
     "evaluation_score": (
         "Evaluation scores",
         "short",
@@ -249,11 +256,13 @@ def timeseries(
     agent: bool = False,
     title: str = "",
     description: str = "",
+    interval: str = MIN_INTERVAL,
 ) -> Json:
     """A time series panel of `series_query` targets (`agent`: filtered by `$agent`).
 
     One metric grouped `by` something: one line per group, named by its `series`
     label. Several ungrouped metrics ({metric: name}): one target and line each.
+    `interval` is the smallest bucket (`1d`: one bar per day, or wider for long ranges).
     """
     named = metrics if isinstance(metrics, dict) else {metrics: ""}
     refs = [chr(ord("A") + i) for i in range(len(named))]
@@ -282,7 +291,7 @@ def timeseries(
         "title": title or (first_title if by == "none" else f"{first_title} by {by}"),
         "description": description or first_description,
         "datasource": API,
-        "interval": MIN_INTERVAL,
+        "interval": interval,
         "targets": queries,
         "fieldConfig": {"defaults": defaults, "overrides": overrides},
         "options": {

@@ -69,7 +69,7 @@ class Fleet:
                 if "tool" in step:
                     self._tool(tracer, step)
                 elif "chat" in step:
-                    self._chat(tracer)
+                    self._chat(tracer, **(step["chat"] if isinstance(step["chat"], dict) else {}))
                 elif "score" in step:
                     root.add_event(
                         "gen_ai.evaluation.result",
@@ -84,15 +84,21 @@ class Fleet:
                 root.set_status(Status(StatusCode.ERROR, "gave up"))
 
     @staticmethod
-    def _chat(tracer: Tracer) -> None:
+    def _chat(
+        tracer: Tracer,
+        model: str = "gpt-4o-2024-08-06",
+        input_tokens: int = 100,
+        output_tokens: int = 10,
+    ) -> None:
+        """An LLM call; a step `{"chat": {"model": …, "input_tokens": …}}` overrides these."""
         with tracer.start_as_current_span(
             "chat gpt-4o",
             attributes={
                 "gen_ai.operation.name": "chat",
                 "gen_ai.request.model": "gpt-4o",
-                "gen_ai.response.model": "gpt-4o-2024-08-06",
-                "gen_ai.usage.input_tokens": 100,
-                "gen_ai.usage.output_tokens": 10,
+                "gen_ai.response.model": model,
+                "gen_ai.usage.input_tokens": input_tokens,
+                "gen_ai.usage.output_tokens": output_tokens,
             },
         ):
             pass
