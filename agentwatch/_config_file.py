@@ -1,4 +1,4 @@
-"""The YAML config file (`--config`): detectors and alert routes.
+"""The YAML config file (`--config`): detectors, alert routes and model prices.
 
 This floor only checks the file's shape; the detector and alert stages read their
 own sections. Unknown keys are an error, named in one line.
@@ -12,8 +12,9 @@ from typing import Any
 import yaml
 
 from agentwatch.settings import ConfigError
+from ingest._prices import PriceTable, PriceTableError
 
-_TOP_LEVEL_KEYS = frozenset({"detectors", "alerts"})
+_TOP_LEVEL_KEYS = frozenset({"detectors", "alerts", "pricing"})
 
 
 def load_config_file(path: Path | None) -> dict[str, Any]:
@@ -38,3 +39,12 @@ def load_config_file(path: Path | None) -> dict[str, Any]:
             f"(known: {', '.join(sorted(_TOP_LEVEL_KEYS))})"
         )
     return document
+
+
+def load_prices(path: Path | None) -> PriceTable:
+    """The shipped price table with the config's `pricing:` entries; errors in one line."""
+    overrides = load_config_file(path).get("pricing")
+    try:
+        return PriceTable.load(overrides=overrides)
+    except PriceTableError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None

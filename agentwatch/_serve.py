@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from agentwatch._config_file import load_config_file
+from agentwatch._config_file import load_config_file, load_prices
 from agentwatch._http_server import HttpServer, bind_socket
 from agentwatch._jobs_watch import JobsWatcher
 from agentwatch.settings import ConfigError, Settings
@@ -50,6 +50,7 @@ from ingest import (
     WalConfig,
     chdb_dsn,
 )
+from ingest._prices import PriceTable
 
 log = logging.getLogger("agentwatch")
 
@@ -109,6 +110,7 @@ class Agentwatch:
         self.alerter: Alerter | None = None
         self.control: ControlStore | None = None
         self.jobs: JobsWatcher | None = None
+        self.store: ClickHouseStore | None = None  # the span store, while running
         self._detector_stage: DetectorStage | None = None
         self._stop = asyncio.Event()
 
@@ -134,6 +136,7 @@ class Agentwatch:
             ) from None
         detector_section = self._detector_section()
         alerts_config = self._alerts_config()
+        prices = load_prices(settings.config)
         jobs_watcher = self._jobs_watcher()
         async with contextlib.AsyncExitStack() as stack:
             lock = DataDirLock(self.data_dir)
@@ -142,7 +145,7 @@ class Agentwatch:
             endpoints_file = self.data_dir / "endpoints.json"
             endpoints_file.unlink(missing_ok=True)
             stack.callback(endpoints_file.unlink, missing_ok=True)
-            store = await self._open_store()
+            self.store = store = await self._open_store(prices)
             stack.callback(store.close)
             pipeline = self._build_pipeline(store)
             detector_stage = DetectorStage(
@@ -209,12 +212,13 @@ class Agentwatch:
             _write_atomically(endpoints_file, json.dumps(self.endpoints.as_json()))
             yield self
 
-    async def _open_store(self) -> ClickHouseStore:
+    async def _open_store(self, prices: PriceTable) -> ClickHouseStore:
         settings = self.settings
         store = ClickHouseStore(
             settings.clickhouse_url or chdb_dsn(self.data_dir),
             database=settings.clickhouse_database,
             retention_days=settings.retention_days,
+            prices=prices,
         )
         try:
             await asyncio.to_thread(store.open)

@@ -59,6 +59,8 @@ class SpanBatch:
     ErrorType: list[str] = field(default_factory=list)
     IsError: list[int] = field(default_factory=list)
     Marker: list[str] = field(default_factory=list)
+    CostUsd: list[float | None] = field(default_factory=list)
+    CostPriceId: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.SpanId)

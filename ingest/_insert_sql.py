@@ -13,7 +13,16 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from ingest._conventions import MARKER_KEY
+from ingest._conventions import LLM_OPERATIONS, MARKER_KEY
+from ingest._prices import (
+    CACHED_INPUT_ATTRIBUTES,
+    REASONING_ATTRIBUTES,
+    PriceTable,
+    sql_index_cost,
+    sql_index_price_id,
+    sql_price_index,
+    sql_reported_cost,
+)
 
 _SQL_PACKAGE = "ingest.sql"
 
@@ -184,6 +193,32 @@ def _convention_expressions() -> dict[str, str]:
             "llm.token_count.completion",
             "llm.usage.completion_tokens",
         ),
+        # Read by the cost columns (through `_cost_expressions`), listed here so that
+        # `conv` and the detectors' attributes carry them.
+        "cached_input_tokens": _tokens(*CACHED_INPUT_ATTRIBUTES),
+        "reasoning_tokens": _tokens(*REASONING_ATTRIBUTES),
+        "reported_cost": sql_reported_cost("conv"),
+    }
+
+
+_LLM_CALL = "Operation IN (" + ", ".join(f"'{op}'" for op in LLM_OPERATIONS) + ") AND Marker = ''"
+
+
+@cache
+def _cost_expressions(prices: PriceTable) -> dict[str, str]:
+    """The cost columns for one price table (LLM calls only; see insert_spans.sql)."""
+    conventions = _convention_expressions()
+    index = sql_price_index(prices, at_ns="sp.start_time_unix_nano")
+    return {
+        "price_index": f"if({_LLM_CALL}, {index}, toUInt16(0))",
+        "reported_cost": f"if({_LLM_CALL}, {conventions['reported_cost']}, NULL)",
+        "table_cost": sql_index_cost(
+            prices,
+            "price_index",
+            cached_input_tokens=conventions["cached_input_tokens"],
+            reasoning_tokens=conventions["reasoning_tokens"],
+        ),
+        "price_id": sql_index_price_id(prices, "price_index"),
     }
 
 
@@ -223,14 +258,15 @@ def input_source() -> str:
     return f"input({_quote(RECORD_STRUCTURE)})"
 
 
-def insert_query(database: str, source: str) -> str:
+def insert_query(database: str, source: str, prices: PriceTable) -> str:
     """The full INSERT … SELECT; `database` must be a validated identifier.
 
-    With `input_source()` the records follow in the request body, so the query names
-    their format at the end, as ClickHouse requires for `input()`.
+    `prices` prices the LLM spans (the CostUsd column). With `input_source()` the
+    records follow in the request body, so the query names their format at the end,
+    as ClickHouse requires for `input()`.
     """
     trailer = "\nFORMAT Protobuf" if source.startswith("input(") else ""
-    return _render(database, source) + trailer
+    return _render(database, source, prices) + trailer
 
 
 def _convention_keys(expressions: dict[str, str]) -> str:
@@ -247,7 +283,7 @@ def convention_key_names() -> frozenset[str]:
     return frozenset(_keys_read(_convention_expressions()))
 
 
-def _render(database: str, source: str) -> str:
+def _render(database: str, source: str, prices: PriceTable) -> str:
     conventions = _convention_expressions()
     return _template().format(
         database=database,
@@ -257,7 +293,7 @@ def _render(database: str, source: str) -> str:
         event_attributes=attribute_map("e.attributes"),
         link_attributes=attribute_map("l.attributes"),
         convention_keys=_convention_keys(conventions),
-        **conventions,
+        **{**conventions, **_cost_expressions(prices)},
     )
 
 

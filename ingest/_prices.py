@@ -429,6 +429,72 @@ def _like(pattern: str) -> str:
     return "".join(_LIKE.get(c, c) for c in pattern)
 
 
+def sql_price_index(
+    table: PriceTable,
+    *,
+    model: str = "if(ResponseModel != '', ResponseModel, RequestModel)",
+    provider: str = "Provider",
+    at_ns: str = "toUnixTimestamp64Nano(Timestamp)",
+) -> str:
+    """A ClickHouse expression: the 1-based position in `table.prices` of the price in
+    effect for the row (`find`'s answer), 0 when none matches.
+
+    The arguments are SQL expressions over the row (defaults: `otel_traces` columns;
+    `at_ns` in Unix nanoseconds). Entries are tested in precedence order, so the first
+    match is the answer; `sql_index_cost` and `sql_index_price_id` turn it into figures.
+    """
+    m, p = f"lower({model})", f"lower({provider})"
+    branches: list[str] = []
+    for position, price in enumerate(table.prices, start=1):
+        conditions = [f"{m} LIKE {_sql_string(_like(price.pattern))}"]
+        if price.providers:
+            names = ", ".join(_sql_string(name) for name in sorted(price.providers))
+            conditions.append(f"({p} IN ({names}) OR {p} = '')")
+        if price.effective_from_ns > 0:
+            conditions.append(f"({at_ns}) >= {price.effective_from_ns}")
+        branches.append(f"{' AND '.join(conditions)}, {position}")
+    return f"toUInt16(multiIf({', '.join(branches)}, 0))" if branches else "toUInt16(0)"
+
+
+def _rates(table: PriceTable, rate: str) -> str:
+    return "[" + ", ".join(repr(float(getattr(p, rate))) for p in table.prices) + "]"
+
+
+def sql_index_cost(
+    table: PriceTable,
+    index: str,
+    *,
+    input_tokens: str = "InputTokens",
+    output_tokens: str = "OutputTokens",
+    cached_input_tokens: str = "0",
+    reasoning_tokens: str = "0",
+) -> str:
+    """Nullable(Float64): `Price.cost(...).total_usd` of the price at `index` (NULL at 0).
+
+    The arithmetic is `Price.cost`'s, operation for operation, so the engine and the
+    Python reference agree to the last bit.
+    """
+    if not table.prices:
+        return "CAST(NULL, 'Nullable(Float64)')"
+    i, o = f"({input_tokens})", f"({output_tokens})"
+    c, r = f"least(({cached_input_tokens}), {i})", f"least(({reasoning_tokens}), {o})"
+    k = f"({index})"
+    formula = (
+        f"({i} - {c}) * {_rates(table, 'input')}[{k}] / 1e6"
+        f" + {c} * {_rates(table, 'cached_input')}[{k}] / 1e6"
+        f" + ({o} - {r}) * {_rates(table, 'output')}[{k}] / 1e6"
+        f" + {r} * {_rates(table, 'reasoning')}[{k}] / 1e6"
+    )
+    return f"if({k} = 0, NULL, toFloat64({formula}))"
+
+
+def sql_index_price_id(table: PriceTable, index: str) -> str:
+    """The `Price.id` at `index` ('' at 0: out of range reads as the empty string)."""
+    if not table.prices:
+        return "''"
+    return "[" + ", ".join(_sql_string(p.id) for p in table.prices) + f"][({index})]"
+
+
 def sql_cost_expression(
     table: PriceTable,
     *,
@@ -441,41 +507,29 @@ def sql_cost_expression(
     reasoning_tokens: str = "0",
     attributes: str | None = None,
 ) -> str:
-    """A ClickHouse expression (Nullable(Float64)): `PriceTable.cost`'s total, NULL unpriced.
+    """One ClickHouse expression (Nullable(Float64)): `PriceTable.cost`'s total, NULL unpriced.
 
-    The arguments are SQL expressions over the row (defaults: `otel_traces` columns;
-    `at_ns` in Unix nanoseconds). With `attributes` (a Map(String, String) expression,
-    e.g. `SpanAttributes`), a cost the span reports itself wins, as in `span_cost`.
-    Entries are tested in `table.prices` order, so the first match is `find`'s answer.
+    The arguments as `sql_price_index`'s and `sql_index_cost`'s. With `attributes` (a
+    Map(String, String) expression, e.g. `SpanAttributes`), a cost the span reports
+    itself wins, as in `span_cost`. (The index is bound once through a one-element
+    lambda, so the expression stands alone, without a WITH clause.)
     """
-    m, p = f"lower({model})", f"lower({provider})"
-    i, o = f"({input_tokens})", f"({output_tokens})"
-    c, r = f"least(({cached_input_tokens}), {i})", f"least(({reasoning_tokens}), {o})"
-    branches: list[str] = []
-    for price in table.prices:
-        conditions = [f"{m} LIKE {_sql_string(_like(price.pattern))}"]
-        if price.providers:
-            names = ", ".join(_sql_string(name) for name in sorted(price.providers))
-            conditions.append(f"({p} IN ({names}) OR {p} = '')")
-        if price.effective_from_ns > 0:
-            conditions.append(f"({at_ns}) >= {price.effective_from_ns}")
-        formula = (
-            f"({i} - {c}) * {price.input!r} / 1e6"
-            f" + {c} * {price.cached_input!r} / 1e6"
-            f" + ({o} - {r}) * {price.output!r} / 1e6"
-            f" + {r} * {price.reasoning!r} / 1e6"
-        )
-        branches.append(f"{' AND '.join(conditions)}, toFloat64({formula})")
-    if branches:
-        priced = f"multiIf({', '.join(branches)}, NULL)"
-    else:
-        priced = "CAST(NULL, 'Nullable(Float64)')"
+    index = sql_price_index(table, model=model, provider=provider, at_ns=at_ns)
+    cost = sql_index_cost(
+        table,
+        "price_k",
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cached_input_tokens=cached_input_tokens,
+        reasoning_tokens=reasoning_tokens,
+    )
+    priced = f"arrayMap(price_k -> {cost}, [{index}])[1]"
     if attributes is None:
         return priced
-    return f"coalesce({_sql_reported_cost(attributes)}, {priced})"
+    return f"coalesce({sql_reported_cost(attributes)}, {priced})"
 
 
-def _sql_reported_cost(attributes: str) -> str:
+def sql_reported_cost(attributes: str) -> str:
     """`reported_cost(...).total_usd` in SQL: NULL when the span reports no cost."""
     usd = _USD.pattern.replace("\\", "\\\\")
 

@@ -29,6 +29,7 @@ from ingest._insert_sql import (
 )
 from ingest._logs import LOG_COLUMNS, log_rows
 from ingest._migrations import apply_migrations
+from ingest._prices import PriceTable
 from ingest._wal_record import iter_records, read_corrections, read_logs_payload
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -51,10 +52,18 @@ def chdb_dsn(data_dir: Path) -> str:
 class ClickHouseStore:
     """Schema management, span inserts and read queries against one database."""
 
-    def __init__(self, dsn: str, database: str = "agentwatch", retention_days: int = 30) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        database: str = "agentwatch",
+        retention_days: int = 30,
+        prices: PriceTable | None = None,
+    ) -> None:
+        """`prices` prices LLM spans as they are stored (default: the shipped table)."""
         if not _IDENTIFIER.match(database):
             raise ValueError(f"invalid database name {database!r}")
         self.dsn = dsn
+        self.prices = prices if prices is not None else PriceTable.load()
         self.database = database
         self.retention_days = retention_days
         self.is_embedded = dsn.startswith("chdb:")
@@ -124,9 +133,10 @@ class ClickHouseStore:
         """
         self._ensure_schema()
         if self.is_embedded:
-            query, data = insert_query(self.database, file_source(str(path))), None
+            source, data = file_source(str(path)), None
         else:
-            query, data = insert_query(self.database, input_source()), path.read_bytes()
+            source, data = input_source(), path.read_bytes()
+        query = insert_query(self.database, source, self.prices)
         try:
             client = self._client()
             client.command(

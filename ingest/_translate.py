@@ -20,8 +20,14 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from ingest._batch import SpanBatch
-from ingest._conventions import MARKER_KEY, PENDING_SPAN_ID, derive_agent_fields
+from ingest._conventions import (
+    LLM_OPERATIONS,
+    MARKER_KEY,
+    PENDING_SPAN_ID,
+    derive_agent_fields,
+)
 from ingest._enclosing import EnclosingResolver, SpanLink, announced_link
+from ingest._prices import PriceTable
 
 # The Collector's ClickHouse exporter writes these strings; Grafana's trace view reads them.
 SPAN_KIND_NAMES = {
@@ -101,13 +107,16 @@ def translate(
     request: ExportTraceServiceRequest,
     tenant: str,
     resolver: EnclosingResolver | None = None,
+    prices: PriceTable | None = None,
 ) -> SpanBatch:
     """Flatten every span of `request` into insert columns, normalized for agents.
 
     Spans with invalid ids must already have been removed (`drop_invalid_spans`).
     `resolver` carries enclosing-span context across requests (a run's root usually
-    arrives after its children); without one, only this request is used.
+    arrives after its children); without one, only this request is used. `prices`
+    prices the LLM spans (default: the shipped table).
     """
+    prices = prices if prices is not None else PriceTable.load()
     batch = SpanBatch()
     links: list[SpanLink] = []
     for resource_spans in request.resource_spans:
@@ -116,7 +125,7 @@ def translate(
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope
             for span in scope_spans.spans:
-                links.append(_append_span(batch, span, resource_attrs, service_name, scope))
+                links.append(_append_span(batch, span, resource_attrs, service_name, scope, prices))
     announced = [
         announced
         for link, attrs in zip(links, batch.SpanAttributes, strict=True)
@@ -136,6 +145,7 @@ def _append_span(
     resource_attrs: dict[str, str],
     service_name: str,
     scope: Any,
+    prices: PriceTable,
 ) -> SpanLink:
     attrs = attributes_to_map(span.attributes)
     fields = derive_agent_fields(attrs)
@@ -179,7 +189,20 @@ def _append_span(
     error_type = fields.error_type or (_exception_type(span) if is_error else "")
     batch.ErrorType.append(error_type)
     batch.IsError.append(1 if is_error or error_type else 0)
-    batch.Marker.append(attrs.get(MARKER_KEY, ""))
+    marker = attrs.get(MARKER_KEY, "")
+    batch.Marker.append(marker)
+    cost = None
+    if fields.operation in LLM_OPERATIONS and not marker:
+        cost = prices.span_cost(
+            attrs,
+            fields.response_model or fields.request_model,
+            fields.provider,
+            span.start_time_unix_nano,
+            fields.input_tokens,
+            fields.output_tokens,
+        )
+    batch.CostUsd.append(cost.total_usd if cost is not None else None)
+    batch.CostPriceId.append(cost.price_id if cost is not None else "")
     return SpanLink(
         span.trace_id, span.span_id, span.parent_span_id, fields.agent_name, fields.run_id
     )

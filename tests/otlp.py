@@ -6,6 +6,7 @@ import base64
 import gzip
 import json
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,7 @@ def make_span(
     trace_id: bytes | None = None,
     span_id: bytes | None = None,
     parent: bytes = b"",
-    attributes: dict[str, str | int] | None = None,
+    attributes: Mapping[str, str | int] | None = None,
 ) -> Span:
     return Span(
         trace_id=secrets.token_bytes(16) if trace_id is None else trace_id,

@@ -116,6 +116,57 @@ def _corpus() -> list[ExportTraceServiceRequest]:
         make_request([root], service="agent-svc"),
         make_request([late_child], service="agent-svc"),  # parent seen: inherits
         make_request([_typed_values_span()], service="typed-svc"),
+        make_request(_cost_spans(), service="cost-svc"),
+    ]
+
+
+O3_CUT_NS = 1_749_513_600 * 10**9  # 2025-06-10T00:00Z: o3's price cut (ingest/prices.yaml)
+O3_USAGE = {
+    "gen_ai.operation.name": "chat",
+    "gen_ai.provider.name": "openai",
+    "gen_ai.request.model": "o3",
+    "gen_ai.usage.input_tokens": "1000",
+    "gen_ai.usage.output_tokens": "500",
+    "gen_ai.usage.cache_read.input_tokens": "200",
+    "gen_ai.usage.reasoning.output_tokens": "300",
+}
+
+
+def _at(span: Span, start_ns: int) -> Span:
+    span.start_time_unix_nano, span.end_time_unix_nano = start_ns, start_ns + 10**9
+    return span
+
+
+def _cost_spans() -> list[Span]:
+    """LLM calls across a dated price change, each convention's counts, a reported cost,
+    and spans that must stay unpriced (unknown model, marker, not an LLM call)."""
+    openinference = {
+        "openinference.span.kind": "LLM",
+        "llm.provider": "openai",
+        "llm.model_name": "o3-2025-04-16",
+        "llm.token_count.prompt": "2000",
+        "llm.token_count.completion": "100",
+        "llm.token_count.prompt_details.cache_read": "1500",
+        "llm.token_count.completion_details.reasoning": "40",
+    }
+    return [
+        _at(make_span("o3-before", span_id=b"c" * 8, attributes=O3_USAGE), O3_CUT_NS - 1),
+        _at(make_span("o3-after", span_id=b"d" * 8, attributes=O3_USAGE), O3_CUT_NS),
+        _at(make_span("oi-llm", span_id=b"e" * 8, attributes=openinference), O3_CUT_NS),
+        make_span(
+            "reported", span_id=b"f" * 8, attributes={**O3_USAGE, "llm.cost.total": "0.0421"}
+        ),
+        make_span(
+            "unknown", span_id=b"g" * 8, attributes={**O3_USAGE, "gen_ai.request.model": "x"}
+        ),
+        make_span(
+            "beat", span_id=b"h" * 8, attributes={**O3_USAGE, "agentwatch.marker": "heartbeat"}
+        ),
+        make_span(
+            "agent",
+            span_id=b"i" * 8,
+            attributes={**O3_USAGE, "gen_ai.operation.name": "invoke_agent"},
+        ),
     ]
 
 
@@ -128,7 +179,8 @@ def stored_rows(tmp_path: Path) -> tuple[SpanBatch, dict[str, dict[str, Any]]]:
         resource_spans=[rs for request in requests for rs in request.resource_spans]
     )
     reference = translate(everything, "acme", EnclosingResolver())
-    store = ClickHouseStore(chdb_dsn(tmp_path / "data"), database="equivalence")
+    # Ten years kept: the cost corpus has spans from 2025 (a dated price change).
+    store = ClickHouseStore(chdb_dsn(tmp_path / "data"), "equivalence", retention_days=3650)
     store.open()
     try:
         store.insert_segment(write_segment(tmp_path / "1.seg", requests, tenant="acme"), "eq-1")
@@ -208,3 +260,25 @@ def test_enclosing_agent_and_run_survive_children_first_arrival(
     tool = rows["00000000000000a2"]
     assert tool["ToolArgsHash"] != ""
     assert tool["ToolName"] == "search"
+
+
+def test_llm_spans_are_stored_with_their_cost_hand_computed(
+    stored_rows: tuple[SpanBatch, dict[str, dict[str, Any]]],
+) -> None:
+    _, rows = stored_rows
+    names = {"before": "c", "after": "d", "oi": "e", "reported": "f"}
+    names |= {"unknown": "g", "beat": "h", "agent": "i"}
+    cost = {}
+    for name, letter in names.items():
+        row = rows[(letter * 8).encode().hex()]
+        cost[name] = (row["CostUsd"], row["CostPriceId"])
+    # o3 per 1M tokens: $10 input, $2.50 cached, $40 output/reasoning until 2025-06-10,
+    # then $2, $0.50, $8. 1000 input of which 200 cached; 500 output of which 300 reasoning.
+    assert cost["before"][0] == pytest.approx((800 * 10 + 200 * 2.5 + 200 * 40 + 300 * 40) / 1e6)
+    assert cost["before"][1] == "openai:o3@2025-04-16"
+    assert cost["after"][0] == pytest.approx((800 * 2 + 200 * 0.5 + 200 * 8 + 300 * 8) / 1e6)
+    assert cost["after"][1] == "openai:o3@2025-06-10"
+    # OpenInference counts: 2000 prompt (1500 cache reads), 100 completion (40 reasoning).
+    assert cost["oi"][0] == pytest.approx((500 * 2 + 1500 * 0.5 + 60 * 8 + 40 * 8) / 1e6)
+    assert cost["reported"] == (0.0421, "span")
+    assert cost["unknown"] == cost["beat"] == cost["agent"] == (None, "")

@@ -123,6 +123,15 @@ def test_bad_configuration_is_one_line_naming_the_setting(
             "detectors:\n  overrides: {billing: {zombie_run: {min_idle: -1}}}\n",
             "detectors.overrides.billing.zombie_run.min_idle",
         ),
+        ("pricing: {model: x}\n", "pricing must be a list of price entries"),
+        (
+            "pricing:\n  - {model: my-model, input: 1.0}\n",
+            "pricing[0] (model 'my-model'): output: Field required",
+        ),
+        (
+            "pricing:\n  - {model: my-model, input: -1, output: 2}\n",
+            "pricing[0] (model 'my-model'): input: Input should be greater than or equal to 0",
+        ),
     ],
 )
 def test_bad_config_file_is_one_line(tmp_path: Path, content: str, expected: str) -> None:

@@ -63,9 +63,8 @@ def _ddl_columns() -> list[str]:
             continue
         columns.append(f"{nested}.{name.group(1)}" if nested else name.group(1))
     for _, _, later in migration_files():  # columns added by later migrations, in order
-        columns += re.findall(
-            r"ALTER TABLE \{database\}\.otel_traces .*?ADD COLUMN IF NOT EXISTS (\w+)", later, re.S
-        )
+        if re.search(r"ALTER TABLE \{database\}\.otel_traces ", later):
+            columns += re.findall(r"ADD COLUMN IF NOT EXISTS (\w+)", later)
     return columns
 
 

@@ -8,6 +8,9 @@
 -- Placeholders: {database}, {source} (file(...) for chDB, input(...) for a server),
 -- and the repeated expressions (attribute maps, convention chains) from _insert_sql.py.
 INSERT INTO {database}.otel_traces
+-- Cost (LLM calls only): the span's own reported cost wins, else the price table's
+-- entry in effect at the span's start (ingest/_prices.py; NULL when none matches).
+WITH {price_index} AS price_index, {reported_cost} AS reported_cost
 SELECT
     fromUnixTimestamp64Nano(toInt64(sp.start_time_unix_nano)) AS Timestamp,
     lower(hex(sp.trace_id)) AS TraceId,
@@ -55,7 +58,9 @@ SELECT
                      arrayFirst(e -> e.name = 'exception', sp.events).attributes).value.string_value,
           '')) AS ErrorType,
     toUInt8(sp.status.code = 2 OR ErrorType != '') AS IsError,
-    conv['agentwatch.marker'] AS Marker
+    conv['agentwatch.marker'] AS Marker,
+    coalesce(reported_cost, {table_cost}) AS CostUsd,
+    if(isNotNull(reported_cost), 'span', {price_id}) AS CostPriceId
 FROM (
     SELECT
         tenant,
