@@ -149,7 +149,11 @@ class Agentwatch:
             stack.callback(store.close)
             pipeline = self._build_pipeline(store)
             detector_stage = DetectorStage(
-                ProcessCore(detector_section, self.data_dir / "detectors" / "state.json"),
+                ProcessCore(
+                    detector_section,
+                    self.data_dir / "detectors" / "state.json",
+                    pricing=load_config_file(self.settings.config).get("pricing"),
+                ),
                 store,
                 watermark_s=pipeline.consumed_until_s,
                 registry=self.metrics.registry,

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
 NS = 1_000_000_000
+# The operations of an LLM call (api/_query.py's LLM_CALL is the same set, in SQL).
+LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
 
 K = TypeVar("K")
 V = TypeVar("V")

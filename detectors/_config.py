@@ -153,6 +153,34 @@ class QualityDriftConfig(_Section):
     }
 
 
+class CostSpikeConfig(_Section):
+    """An agent's LLM cost far above its own baseline (detectors/_cost_spike.py)."""
+
+    enabled: bool = True
+    # Cost rate: the agent's cost over the last `window` against its cost in past
+    # periods of the same length (aligned, with at least one priced call).
+    window: Duration = 3600.0
+    baseline_periods: int = Field(default=168, ge=5)  # the periods kept (a week of hours)
+    min_baseline_periods: int = Field(default=24, ge=5)  # before any verdict
+    min_calls: int = Field(default=10, ge=1)  # priced LLM calls in the window
+    min_z: float = Field(default=5.0, gt=0.0)  # robust z: (cost - median) / (1.4826 MAD)
+    min_ratio: float = Field(default=3.0, gt=1.0)  # x the baseline's median period
+    min_usd: float = Field(default=1.0, ge=0.0)  # cost in the window
+    # Cost per run: a finished run against the agent's recent runs.
+    runs: bool = True
+    min_runs: int = Field(default=20, ge=5)  # finished runs before any verdict
+    run_history: int = Field(default=200, ge=5)  # the recent runs kept
+    run_quantile: float = Field(default=0.95, gt=0.5, lt=1.0)
+    run_ratio: float = Field(default=3.0, gt=1.0)  # x the run_quantile of recent runs
+    min_run_usd: float = Field(default=0.5, ge=0.0)
+    # From this many times the baseline (median period, or run quantile): error.
+    error_ratio: float = Field(default=10.0, gt=1.0)
+    # The finding resolves after this long with no check above its threshold.
+    settle: Duration = 3600.0
+    # An LLM call known only by its service waits this long for its trace's agent.
+    attribution_wait: Duration = 300.0
+
+
 class GovernanceConfig(_Section):
     """Checks against job descriptions (only once `--agents` loads some)."""
 
@@ -170,6 +198,7 @@ class AgentSettings(_Section):
     tool_failure_spike: ToolFailureSpikeConfig = ToolFailureSpikeConfig()
     quality_drift: QualityDriftConfig = QualityDriftConfig()
     change_point: ChangePointConfig = ChangePointConfig()
+    cost_spike: CostSpikeConfig = CostSpikeConfig()
     governance: GovernanceConfig = GovernanceConfig()
 
 

@@ -25,6 +25,7 @@ from detectors._config import DetectorConfig
 from detectors._engine import DetectorEngine
 from detectors._jobs import JobRegistry
 from ingest import read_agent_spans
+from ingest._prices import PriceTable
 
 log = logging.getLogger("agentwatch.detectors")
 
@@ -32,9 +33,19 @@ _STATE_VERSION = 1
 FindingData = dict[str, Any]
 
 
+Pricing = list[dict[str, Any]]  # the config's `pricing:` entries, as plain data
+
+
 class DetectorCore:
-    def __init__(self, config_section: dict[str, Any] | None, state_path: Path) -> None:
-        self._engine = DetectorEngine(DetectorConfig.from_dict(config_section))
+    def __init__(
+        self,
+        config_section: dict[str, Any] | None,
+        state_path: Path,
+        pricing: Pricing | None = None,
+    ) -> None:
+        self._engine = DetectorEngine(
+            DetectorConfig.from_dict(config_section), PriceTable.load(overrides=pricing)
+        )
         self._state_path = state_path
         self._position: tuple[str, int] = ("", 0)  # (wal id, number) of the last segment fed
 
@@ -111,8 +122,13 @@ class CoreClient(Protocol):
 class InlineCore:
     """The core on one worker thread of this process."""
 
-    def __init__(self, config_section: dict[str, Any] | None, state_path: Path) -> None:
-        self._core = DetectorCore(config_section, state_path)
+    def __init__(
+        self,
+        config_section: dict[str, Any] | None,
+        state_path: Path,
+        pricing: Pricing | None = None,
+    ) -> None:
+        self._core = DetectorCore(config_section, state_path, pricing)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="agentwatch-detectors")
 
     async def start(self) -> None:
@@ -133,8 +149,13 @@ class CoreProcessDied(RuntimeError):
 class ProcessCore:
     """The core in a child process, driven over a pipe (one request, one answer)."""
 
-    def __init__(self, config_section: dict[str, Any] | None, state_path: Path) -> None:
-        self._args = (config_section, str(state_path))
+    def __init__(
+        self,
+        config_section: dict[str, Any] | None,
+        state_path: Path,
+        pricing: Pricing | None = None,
+    ) -> None:
+        self._args = (config_section, str(state_path), pricing)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="agentwatch-detector-pipe")
         self._process: Any = None
         self._conn: Connection | None = None
@@ -190,13 +211,18 @@ class ProcessCore:
         self._thread.shutdown(wait=True)
 
 
-def _serve_core(conn: Connection, config_section: dict[str, Any] | None, state_path: str) -> None:
+def _serve_core(
+    conn: Connection,
+    config_section: dict[str, Any] | None,
+    state_path: str,
+    pricing: Pricing | None = None,
+) -> None:
     """The child process: answer requests until told to exit or the server goes away."""
     # The server decides when to stop: a Ctrl-C to the process group must not kill
     # the detectors before the server has drained into them and saved their state.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    core = DetectorCore(config_section, Path(state_path))
+    core = DetectorCore(config_section, Path(state_path), pricing)
     while True:
         try:
             method, args = conn.recv()

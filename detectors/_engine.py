@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from detectors._behaviour import BehaviourDriftDetector
 from detectors._change_points import ChangePointDetector
 from detectors._config import DetectorConfig
+from detectors._cost_spike import CostSpikeDetector
 from detectors._evaluation_join import EvaluationJoin
 from detectors._findings import Finding, FindingLog, FindingSink
 from detectors._governance import GovernanceDetector
@@ -17,6 +18,7 @@ from detectors._runaway import RunawayLoopDetector
 from detectors._tool_failures import ToolFailureSpikeDetector
 from detectors._zombie import ZombieRunDetector
 from ingest import AgentSpan
+from ingest._prices import PriceTable
 
 _JOIN_STATE = "_evaluation_join"  # not a finding kind: no detector has this name
 
@@ -39,7 +41,11 @@ class Detector(Protocol):
     def restore(self, state: dict[str, Any]) -> None: ...
 
 
-def build_detectors(config: DetectorConfig, sink: FindingSink) -> list[Detector]:
+def build_detectors(
+    config: DetectorConfig, sink: FindingSink, prices: PriceTable | None = None
+) -> list[Detector]:
+    """Every detector; `prices` (None: the shipped table) prices LLM calls."""
+    prices = PriceTable.load() if prices is None else prices
     changes = ChangePointDetector(config, sink)
     return [
         ZombieRunDetector(config, sink),
@@ -49,7 +55,8 @@ def build_detectors(config: DetectorConfig, sink: FindingSink) -> list[Detector]
         changes,
         QualityDriftDetector(config, sink, changes.recent_changes),
         BehaviourDriftDetector(config, sink, changes.recent_changes),
-        GovernanceDetector(config, sink),
+        CostSpikeDetector(config, sink, prices),
+        GovernanceDetector(config, sink, prices),
     ]
 
 
@@ -60,10 +67,11 @@ class DetectorEngine:
     join has found their agent.
     """
 
-    def __init__(self, config: DetectorConfig) -> None:
+    def __init__(self, config: DetectorConfig, prices: PriceTable | None = None) -> None:
+        """`prices`: the price table LLM calls are costed with (None: the shipped one)."""
         self.config = config
         self._log = FindingLog()
-        self.detectors = build_detectors(config, self._log)
+        self.detectors = build_detectors(config, self._log, prices)
         self._join = EvaluationJoin()
         self._quality = next(d for d in self.detectors if isinstance(d, QualityDriftDetector))
         self._governance = next(d for d in self.detectors if isinstance(d, GovernanceDetector))

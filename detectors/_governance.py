@@ -7,8 +7,9 @@
   one per agent, resolved when a description for it is loaded;
 - `ownerless_agent`: a registered agent without an owner or without a backup owner
   (succession risk) — resolved when both are named;
-- `budget_exceeded`: a run past its job's step or token budget — one per run,
-  resolved `settle` after the run's last step.
+- `budget_exceeded`: a run past its job's step, token or cost budget (`cost_usd`: its
+  LLM calls priced with the dated price table; unpriced calls add nothing) — one per
+  run, resolved `settle` after the run's last step.
 
 All of it is off until job descriptions are loaded (no registry, no governance).
 
@@ -25,17 +26,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors._common import NS, BoundedDict, iso
+from detectors._common import LLM_OPERATIONS, NS, BoundedDict, iso
 from detectors._config import DetectorConfig
 from detectors._findings import Finding, FindingSink, open_finding, resolve_finding, update_finding
 from detectors._jobs import JobDescription, JobRegistry
 from ingest import AgentSpan
+from ingest._prices import PriceTable
 
 SCOPE_VIOLATION = "scope_violation"
 UNREGISTERED_AGENT = "unregistered_agent"
 OWNERLESS_AGENT = "ownerless_agent"
 BUDGET_EXCEEDED = "budget_exceeded"
-_LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
 _EXAMPLES = 5
 _ROLE = {"owner": "an owner", "backup_owner": "a backup owner"}
 
@@ -50,6 +51,8 @@ class _Run:
     tokens: int = 0
     last_ns: int = 0
     finding: Finding | None = None
+    cost_usd: float = 0.0
+    unpriced: int = 0  # LLM calls no price matched
 
 
 @dataclass(slots=True)
@@ -63,9 +66,16 @@ class _Violation:
 class GovernanceDetector:
     kind = "governance"  # the state's key; its findings have the four kinds above
 
-    def __init__(self, config: DetectorConfig, sink: FindingSink, max_runs: int = 100_000):
+    def __init__(
+        self,
+        config: DetectorConfig,
+        sink: FindingSink,
+        prices: PriceTable | None = None,
+        max_runs: int = 100_000,
+    ):
         self._config = config
         self._sink = sink
+        self._prices = prices  # None: no cost budgets
         self._jobs: JobRegistry | None = None
         self._violations: BoundedDict[tuple[str, str, str, str], _Violation] = BoundedDict(20_000)
         self._unregistered: BoundedDict[tuple[str, str], Finding] = BoundedDict(10_000)
@@ -122,7 +132,7 @@ class GovernanceDetector:
                 if not job.allows_tool(span.tool_name):
                     self._violation(span, job, "tool", span.tool_name)
                 self._count_step(span, job)
-            elif span.operation in _LLM_OPERATIONS:
+            elif span.operation in LLM_OPERATIONS:
                 if span.model and not job.allows_model(span.model):
                     self._violation(span, job, "model", span.model)
                 self._count_step(span, job)
@@ -207,7 +217,7 @@ class GovernanceDetector:
 
     def _count_step(self, span: AgentSpan, job: JobDescription) -> None:
         budgets = job.budgets
-        if budgets.steps is None and budgets.tokens is None:
+        if budgets.steps is None and budgets.tokens is None and budgets.cost_usd is None:
             return
         key = (span.tenant, span.run_id)
         run = self._runs.get(key)
@@ -218,21 +228,27 @@ class GovernanceDetector:
         run.steps += 1
         run.tokens += span.input_tokens + span.output_tokens
         run.last_ns = max(run.last_ns, span.end_ns)
-        over = []
+        if span.operation in LLM_OPERATIONS and self._prices is not None:
+            self._add_cost(run, span)
+        over: list[tuple[str, float, float]] = []
         if budgets.steps is not None and run.steps > budgets.steps:
             over.append(("steps", run.steps, budgets.steps))
         if budgets.tokens is not None and run.tokens > budgets.tokens:
             over.append(("tokens", run.tokens, budgets.tokens))
+        if budgets.cost_usd is not None and run.cost_usd > budgets.cost_usd:
+            over.append(("cost_usd", round(run.cost_usd, 6), budgets.cost_usd))
         if not over or run.finding is not None:
             return
         what, used, budget = over[0]
+        usage = f"${used:.2f}" if what == "cost_usd" else f"{used} {what}"
+        limit = f"${budget:.2f}" if what == "cost_usd" else f"{budget}"
         run.finding = open_finding(
             self._sink,
             kind=BUDGET_EXCEEDED,
             tenant=span.tenant,
             incident=f"{span.agent_name}\x00{span.run_id}",
             severity="error",
-            summary=f"{span.agent_name}: a run used {used} {what}, over its budget of {budget}",
+            summary=f"{span.agent_name}: a run used {usage}, over its budget of {limit}",
             now_ns=span.end_ns,
             evidence={
                 "budget": what,
@@ -240,6 +256,8 @@ class GovernanceDetector:
                 "limit": budget,
                 "steps": run.steps,
                 "tokens": run.tokens,
+                "cost_usd": round(run.cost_usd, 6),
+                "unpriced_llm_calls": run.unpriced,
                 "escalation": job.escalation,
             },
             agent_name=span.agent_name,
@@ -248,6 +266,21 @@ class GovernanceDetector:
             trace_id=span.trace_id,
             run_id=span.run_id,
         )
+
+    def _add_cost(self, run: _Run, span: AgentSpan) -> None:
+        assert self._prices is not None
+        cost = self._prices.span_cost(
+            span.attributes,
+            span.model,
+            span.provider,
+            span.start_ns,
+            span.input_tokens,
+            span.output_tokens,
+        )
+        if cost is None:
+            run.unpriced += 1
+        else:
+            run.cost_usd += cost.total_usd
 
     # -- time -------------------------------------------------------------------------
 
@@ -326,6 +359,8 @@ class GovernanceDetector:
                     r.tokens,
                     r.last_ns,
                     r.finding.as_dict() if r.finding else None,
+                    r.cost_usd,
+                    r.unpriced,
                 ]
                 for k, r in self._runs.items()
             ],
@@ -340,9 +375,10 @@ class GovernanceDetector:
             self._unregistered[(key[0], key[1])] = Finding.from_dict(finding)
         for key, finding in state.get("ownerless", []):
             self._ownerless[(key[0], key[1])] = Finding.from_dict(finding)
-        for key, tenant, agent, service, trace, steps, tokens, last_ns, finding in state.get(
-            "runs", []
-        ):
+        for row in state.get("runs", []):
+            key, tenant, agent, service, trace, steps, tokens, last_ns, finding = row[:9]
             run = _Run(tenant, agent, service, trace, steps, tokens, last_ns)
             run.finding = Finding.from_dict(finding) if finding else None
+            if len(row) > 9:  # saved before cost budgets: no cost counted yet
+                run.cost_usd, run.unpriced = row[9], row[10]
             self._runs[(key[0], key[1])] = run

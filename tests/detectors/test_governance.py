@@ -8,9 +8,13 @@ from typing import Any
 
 import pytest
 
-from detectors import DetectorConfig, DetectorEngine, Finding
+from detectors import DetectorConfig, DetectorCore, DetectorEngine, Finding
 from detectors._jobs import JobRegistry, JobsError, load_jobs
+from ingest import AgentSpan
+from ingest._prices import PriceTable
 from tests.detectors.spans import AGENT, SERVICE, agent_root, at, llm_call, tool_call
+from tests.otlp import make_request, make_span
+from tests.segments import write_segment
 
 JOBS: list[dict[str, Any]] = [
     {
@@ -96,6 +100,114 @@ def test_a_run_past_its_step_budget_is_one_finding() -> None:
     checked.consume([tool_call(f"{n:016x}", n, n + 0.5, tool="crm.lookup") for n in range(8)])
     (budget,) = [f for f in checked.take_findings() if f.kind == "budget_exceeded"]
     assert (budget.evidence["used"], budget.evidence["limit"]) == (6, 5)
+
+
+# -- cost budgets ---------------------------------------------------------------------
+
+# $10 per 1M input tokens, $30 per 1M output: a (1000, 200) call costs $0.016.
+PRICES = PriceTable.load(
+    default=False, overrides=[{"model": "test-model", "input": 10.0, "output": 30.0}]
+)
+COSTED = [{"name": AGENT, "owner": "alice", "backup_owner": "bob", "budgets": {"cost_usd": 0.05}}]
+
+
+def costed_engine(jobs: list[dict[str, Any]] = COSTED) -> DetectorEngine:
+    built = DetectorEngine(DetectorConfig.from_dict({"governance": {"settle": "10m"}}), PRICES)
+    built.set_jobs(JobRegistry.from_data(jobs))
+    return built
+
+
+def priced_calls(first: int, count: int, model: str = "test-model") -> list[AgentSpan]:
+    return [
+        llm_call(f"{n:016x}", n, n + 0.5, tokens=(1000, 200), model=model)
+        for n in range(first, first + count)
+    ]
+
+
+def budget_findings(found: list[Finding]) -> list[Finding]:
+    return [f for f in found if f.kind == "budget_exceeded"]
+
+
+def test_a_run_past_its_cost_budget_is_one_finding_that_resolves_when_quiet() -> None:
+    checked = costed_engine()
+    checked.consume(priced_calls(0, 3))  # $0.048: within the budget
+    assert budget_findings(checked.take_findings()) == []
+
+    checked.consume(priced_calls(3, 3))  # $0.064 at the fourth call
+    (budget,) = budget_findings(checked.take_findings())
+    assert budget.evidence["budget"] == "cost_usd"
+    assert (budget.evidence["used"], budget.evidence["limit"]) == (0.064, 0.05)
+    assert budget.evidence["unpriced_llm_calls"] == 0
+    assert budget.summary == f"{AGENT}: a run used $0.06, over its budget of $0.05"
+    assert budget.opened_at_ns == at(3.5)  # found at the call that passed it
+
+    checked.consume(priced_calls(6, 4))
+    assert budget_findings(checked.take_findings()) == []  # one per run
+    checked.tick(at(9.5 + 600))
+    (resolved,) = budget_findings(checked.take_findings())
+    assert (resolved.id, resolved.state) == (budget.id, "resolved")
+
+
+def test_unpriced_calls_add_nothing_to_a_cost_budget() -> None:
+    checked = costed_engine([{**COSTED[0], "allowed_models": []}])
+    checked.consume(priced_calls(0, 20, model="no-such-model"))
+    assert budget_findings(checked.take_findings()) == []
+    checked.consume(priced_calls(20, 4))
+    (budget,) = budget_findings(checked.take_findings())
+    assert budget.evidence["unpriced_llm_calls"] == 20
+
+
+def test_the_first_budget_passed_is_the_one_reported() -> None:
+    checked = costed_engine([{**COSTED[0], "budgets": {"tokens": 2500, "cost_usd": 0.05}}])
+    checked.consume(priced_calls(0, 5))
+    (budget,) = budget_findings(checked.take_findings())
+    assert (budget.evidence["budget"], budget.evidence["used"]) == ("tokens", 3600)
+    assert budget.evidence["cost_usd"] == 0.048
+
+
+def test_a_snapshot_from_before_cost_budgets_restores() -> None:
+    checked = costed_engine()
+    checked.consume(priced_calls(0, 2))
+    state = json.loads(json.dumps(checked.snapshot()))
+    for row in state["governance"]["runs"]:
+        del row[9:]  # the rows an older version saved: no cost, no unpriced count
+
+    restored = costed_engine()
+    restored.restore(state)
+    restored.consume(priced_calls(2, 3))  # the run's cost restarts from 0: $0.048
+    assert budget_findings(restored.take_findings()) == []
+    restored.consume(priced_calls(5, 1))
+    (budget,) = budget_findings(restored.take_findings())
+    assert budget.evidence["steps"] == 6  # the steps before the restore still count
+
+
+def test_the_detector_core_prices_with_the_configs_pricing(tmp_path: Path) -> None:
+    """`pricing:` entries reach the detectors as plain data (as in the child process)."""
+    spans = [
+        make_span(
+            "chat",
+            trace_id=bytes.fromhex("5e" * 16),
+            span_id=bytes([n + 1, 0, 0, 0, 0, 0, 0, 1]),
+            parent=bytes.fromhex("00000000000000aa"),
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.agent.name": AGENT,
+                "gen_ai.request.model": "house-model",
+                "gen_ai.usage.input_tokens": 1000,
+                "gen_ai.usage.output_tokens": 200,
+            },
+        )
+        for n in range(4)
+    ]
+    segment = write_segment(tmp_path / "1.seg", [make_request(spans)])
+    pricing = [{"model": "house-model", "input": 10.0, "output": 30.0}]
+    for given, expected in ((None, []), (pricing, ["cost_usd"])):
+        core = DetectorCore(None, tmp_path / "state.json", pricing=given)
+        core.set_jobs(COSTED)
+        _, found = core.feed(str(segment), "wal-1", 1)
+        assert [f["evidence"]["budget"] for f in found if f["kind"] == "budget_exceeded"] == (
+            expected
+        )
 
 
 def test_owners_missing_then_named() -> None:
