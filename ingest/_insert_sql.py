@@ -208,15 +208,15 @@ _LLM_CALL = "Operation IN (" + ", ".join(f"'{op}'" for op in LLM_OPERATIONS) + "
 def _cost_expressions(prices: PriceTable) -> dict[str, str]:
     """The cost columns for one price table (LLM calls only; see insert_spans.sql)."""
     conventions = _convention_expressions()
-    index = sql_price_index(prices, at_ns="sp.start_time_unix_nano")
+    index = sql_price_index(prices, at_ns="toUnixTimestamp64Nano(Timestamp)")
     return {
         "price_index": f"if({_LLM_CALL}, {index}, toUInt16(0))",
         "reported_cost": f"if({_LLM_CALL}, {conventions['reported_cost']}, NULL)",
         "table_cost": sql_index_cost(
             prices,
             "price_index",
-            cached_input_tokens=conventions["cached_input_tokens"],
-            reasoning_tokens=conventions["reasoning_tokens"],
+            cached_input_tokens="cost_cached_input_tokens",
+            reasoning_tokens="cost_reasoning_tokens",
         ),
         "price_id": sql_index_price_id(prices, "price_index"),
     }
