@@ -13,7 +13,10 @@ INSERT INTO {database}.otel_traces
 -- Priced a level up, over plain columns: inlined into each price's condition, the
 -- model and provider expressions made analysing the query ten times slower.
 SELECT
-    * EXCEPT (cost_cached_input_tokens, cost_reasoning_tokens, cost_reported, price_index),
+    * EXCEPT (
+        cost_model, cost_provider, cost_at_ns, cost_cached_input_tokens, cost_reasoning_tokens,
+        cost_reported, price_index
+    ),
     coalesce(cost_reported, {table_cost}) AS CostUsd,
     if(isNotNull(cost_reported), 'span', {price_id}) AS CostPriceId
 FROM (
@@ -67,6 +70,9 @@ SELECT
           '')) AS ErrorType,
     toUInt8(sp.status.code = 2 OR ErrorType != '') AS IsError,
     conv['agentwatch.marker'] AS Marker,
+    if(ResponseModel != '', ResponseModel, RequestModel) AS cost_model,
+    Provider AS cost_provider,
+    toInt64(sp.start_time_unix_nano) AS cost_at_ns,
     {cached_input_tokens} AS cost_cached_input_tokens,
     {reasoning_tokens} AS cost_reasoning_tokens,
     {reported_cost} AS cost_reported
