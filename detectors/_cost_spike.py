@@ -156,9 +156,11 @@ class CostSpikeDetector:
 
     def _name_trace(self, span: AgentSpan, touched: dict[tuple[str, str], _Series]) -> None:
         key = (span.tenant, span.trace_id)
-        self._trace_agents[key] = span.agent_name
-        for call in self._waiting.pop(key, []):
-            self._add(span.tenant, span.agent_name, call, touched)
+        if self._trace_agents.get(key) != span.agent_name:  # most spans: known already
+            self._trace_agents[key] = span.agent_name
+        if self._waiting:
+            for call in self._waiting.pop(key, ()):
+                self._add(span.tenant, span.agent_name, call, touched)
 
     def _llm_call(self, span: AgentSpan, touched: dict[tuple[str, str], _Series]) -> None:
         cost = self._prices.span_cost(

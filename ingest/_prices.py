@@ -44,10 +44,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from importlib import resources
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -86,9 +86,12 @@ class PriceTableError(ValueError):
     """A bad price entry (shipped table or config); the message is one line."""
 
 
-@dataclass(frozen=True, slots=True)
-class Cost:
-    """What one LLM call cost, in USD; `price_id` names the price entry (or "span")."""
+class Cost(NamedTuple):
+    """What one LLM call cost, in USD; `price_id` names the price entry (or "span").
+
+    A NamedTuple: the detectors build one per LLM span, at a sixth of the cost of a
+    frozen dataclass.
+    """
 
     total_usd: float
     input_usd: float
@@ -112,10 +115,13 @@ class Price:
     from_config: bool = False
     source: str = ""
 
-    @property
-    def id(self) -> str:
+    id: str = field(init=False, compare=False)  # "provider(s):pattern@effective_from"
+
+    def __post_init__(self) -> None:
+        # Computed once: every priced span reports it.
         providers = ",".join(sorted(self.providers)) or "*"
-        return f"{providers}:{self.pattern}@{self.effective_from.isoformat()}"
+        identity = f"{providers}:{self.pattern}@{self.effective_from.isoformat()}"
+        object.__setattr__(self, "id", identity)
 
     @property
     def effective_from_ns(self) -> int:
