@@ -27,7 +27,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.trace import Tracer
 
 import tests.sdk.support  # noqa: F401  (puts sdk/ on sys.path first)
@@ -515,3 +515,89 @@ def test_evaluation_log_records_are_quality_drift_of_their_traces_agent(
     assert found[0]["agent_name"] == "support-agent"  # from the trace, not the service
     assert found[0]["evidence"]["evaluation_name"] == "helpfulness"
     assert found[0]["evidence"]["recent_mean"] < found[0]["evidence"]["reference_mean"] - 0.05
+
+
+COST_CONFIG = """
+detectors:
+  cost_spike:
+    min_runs: 5
+    min_run_usd: 0.01
+pricing:
+  - {model: house-model, input: 10.0, output: 30.0}
+"""
+COST_JOBS = """
+agents:
+  - name: pricey-agent
+    owner: alice@example.com
+    backup_owner: bob@example.com
+    budgets: {cost_usd: 1.0}
+"""
+
+
+def _priced_run(tracer: Tracer, conversation: str, calls: int, input_tokens: int) -> str:
+    """One run of `calls` house-model calls (200 output tokens each); its trace id."""
+    with tracer.start_as_current_span(
+        "invoke_agent pricey-agent",
+        attributes={
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": "pricey-agent",
+            "gen_ai.conversation.id": conversation,
+        },
+    ) as root:
+        for _ in range(calls):
+            with tracer.start_as_current_span(
+                "chat house-model",
+                attributes={
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.request.model": "house-model",
+                    "gen_ai.usage.input_tokens": input_tokens,
+                    "gen_ai.usage.output_tokens": 200,
+                },
+            ):
+                pass
+        return format(root.get_span_context().trace_id, "032x")
+
+
+def test_a_run_burning_many_tokens_is_a_cost_spike_and_past_its_cost_budget(
+    tmp_path: Path,
+) -> None:
+    config, jobs = tmp_path / "cost.yaml", tmp_path / "agents.yaml"
+    config.write_text(COST_CONFIG)
+    jobs.write_text(COST_JOBS)
+    server = AgentwatchProcess(
+        tmp_path / "data",
+        "--config",
+        str(config),
+        "--agents",
+        str(jobs),
+        env={"AGENTWATCH_FLUSH_INTERVAL_S": "0.2"},
+    ).start()
+    provider = TracerProvider(resource=Resource.create({"service.name": "pricey-svc"}))
+    exporter = OTLPSpanExporter(endpoint=server.endpoints["otlp_grpc"], insecure=True)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test.cost")
+    try:
+        usual = [_priced_run(tracer, f"c-{n}", 2, 1000) for n in range(8)]  # $0.032 each
+        assert len(usual) == 8
+        pricey = _priced_run(tracer, "c-pricey", 5, 50_000)  # $2.53: a loop of big prompts
+
+        spike = wait_for(finding_for(server, "cost_spike", pricey), timeout_s=60)
+        assert spike["agent_name"] == "pricey-agent"
+        assert spike["state"] == "open"
+        evidence = spike["evidence"]
+        assert evidence["check"] == "run"
+        assert evidence["cost_usd"] == 2.53  # priced by the config's pricing: entry
+        assert evidence["calls"] == 5
+        assert evidence["top_models"][0]["model"] == "house-model"
+        assert abs(evidence["baseline_usd"] - 0.032) < 1e-9
+
+        budget = wait_for(finding_for(server, "budget_exceeded", pricey), timeout_s=60)
+        assert budget["evidence"]["budget"] == "cost_usd"
+        assert budget["evidence"]["limit"] == 1.0
+        assert 1.0 < budget["evidence"]["used"] <= 2.53
+        # The usual runs: neither a spike nor over budget.
+        assert [f["trace_id"] for f in findings(server, kind="cost_spike")] == [pricey]
+        assert [f["trace_id"] for f in findings(server, kind="budget_exceeded")] == [pricey]
+    finally:
+        provider.shutdown()
+        server.kill()
