@@ -49,11 +49,11 @@ import httpx
 from agentwatch import _api_client
 from agentwatch._api_client import ApiClient, ApiError, ApiTarget
 from api._time import parse_time
+from ingest._conventions import LLM_OPERATIONS
 
 _PROG = "agentwatch export-evalset"
 DEFAULT_SINCE = "24h"
 EVALUATION_EVENT = "gen_ai.evaluation.result"
-LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
 # Evidence keys naming the runs a finding is about (one id, or a list of them).
 EVIDENCE_TRACE_KEYS = ("trace_id", "example_trace_id", "trace_ids", "example_trace_ids")
 # Where a span captured its input, output, tool arguments and result: first found wins.

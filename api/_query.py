@@ -17,12 +17,13 @@ from typing import Any
 from fastapi import HTTPException
 
 from api._time import parse_duration_s, parse_time, to_ns
+from ingest._conventions import LLM_OPERATIONS
 
 # Span kinds, as SQL over otel_traces (markers are signals, never work).
 NOT_MARKER = "Marker = ''"
 TOOL_CALL = "ToolName != '' AND Operation != 'invoke_agent' AND Marker = ''"
 LLM_CALL = (
-    "Operation IN ('chat', 'text_completion', 'generate_content', 'embeddings') AND Marker = ''"
+    "Operation IN (" + ", ".join(f"'{op}'" for op in sorted(LLM_OPERATIONS)) + ") AND Marker = ''"
 )
 AGENT_SPAN = "Operation = 'invoke_agent' AND Marker = ''"
 MODEL = "if(ResponseModel != '', ResponseModel, RequestModel)"

@@ -32,14 +32,13 @@ from typing import Any
 
 import orjson
 
-from detectors._common import NS, BoundedDict, iso
+from detectors._common import LLM_OPERATIONS, NS, BoundedDict, iso
 from detectors._config import ChangePointConfig, DetectorConfig
 from detectors._findings import Finding, FindingSink, open_finding, resolve_finding
 from ingest import AgentSpan
 
 KIND = "change_point"
 _ARGUMENT_KEYS = ("gen_ai.tool.call.arguments", "input.value")
-_LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
 _MAX_VALUES = 64  # distinct models / tools / schemas remembered per agent
 _HISTORY = 10  # change points kept per agent as likely causes of drift
 
@@ -94,7 +93,7 @@ class ChangePointDetector:
             agent = self._agents.get(key)
             if agent is None:
                 agent = self._agents[key] = _Agent(span.tenant, span.agent_name, span.service_name)
-            if span.operation in _LLM_OPERATIONS and span.model:
+            if span.operation in LLM_OPERATIONS and span.model:
                 self._model_call(agent, span, settings)
             elif span.tool_name and span.operation != "invoke_agent":
                 self._tool_call(agent, span, settings)

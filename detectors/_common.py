@@ -6,9 +6,10 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
+from ingest._conventions import LLM_OPERATIONS
+
 NS = 1_000_000_000
-# The operations of an LLM call (api/_query.py's LLM_CALL is the same set, in SQL).
-LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
+__all__ = ["LLM_OPERATIONS", "NS", "BoundedDict", "human_duration", "iso"]
 
 K = TypeVar("K")
 V = TypeVar("V")

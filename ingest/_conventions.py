@@ -86,7 +86,7 @@ _LLM_REQUEST_TYPE_OPERATIONS = {
 }
 _MAX_TOKENS = 2**63 - 1
 # Operations that are one call to a model, billed by tokens (what gets a cost).
-LLM_OPERATIONS = ("chat", "text_completion", "generate_content", "embeddings")
+LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
 # Set by agentwatch_sdk.tool_call: the hash of the arguments before they were truncated.
 SDK_ARGUMENTS_HASH = "agentwatch.tool.call.arguments_hash"
 # agentwatch_sdk marker spans: "heartbeat" or "pending" (signals, not work).
