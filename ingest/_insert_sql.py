@@ -201,7 +201,9 @@ def _convention_expressions() -> dict[str, str]:
     }
 
 
-_LLM_CALL = "Operation IN (" + ", ".join(f"'{op}'" for op in LLM_OPERATIONS) + ") AND Marker = ''"
+_LLM_CALL = (
+    "Operation IN (" + ", ".join(f"'{op}'" for op in sorted(LLM_OPERATIONS)) + ") AND Marker = ''"
+)
 
 
 @cache
