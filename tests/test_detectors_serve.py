@@ -327,7 +327,7 @@ detectors:
   tool_failure_spike:
     min_calls: 10
     windows:
-      - {long: "20s", short: "5s", burn_rate: 4, severity: error}
+      - {long: "10s", short: "3s", burn_rate: 4, severity: error}
 """
 
 
@@ -365,7 +365,8 @@ def test_tool_failure_spike_is_found_within_a_minute_and_resolves(tmp_path: Path
     configure(tracer_provider=agent.provider)
     stop = threading.Event()
     try:
-        healthy = start(_call_tools, agent, [(40, 1)], stop)  # 5% (and kb.search 10%)
+        # 20 s healthy: the last 10 s are the long window, the first 10 s the baseline.
+        healthy = start(_call_tools, agent, [(20, 1)], stop)  # 5% (and kb.search 10%)
         healthy.join(120)
         jump_at = time.time()
         spiking = start(_call_tools, agent, [(60, 8)], stop)  # 40%

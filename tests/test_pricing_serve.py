@@ -4,9 +4,10 @@ agentwatch are stored with the cost of the price in effect at their start.
 The config adds a model the shipped table does not know, with a dated price change
 (input $1 → $0.50 per 1M tokens from 2026-01-01), and replaces the shipped o3 history
 with a single price. Spans before and after the change, with cache reads and reasoning
-tokens, one with its own reported cost, and one of an unknown model are sent with the
-OTel SDK's gRPC exporter; the stored CostUsd and CostPriceId are checked against a hand
-computation, and the /agents rollup against their sum.
+tokens (GenAI and OpenInference attributes), one with its own reported cost, and one
+of an unknown model are sent with the OTel SDK's gRPC exporter; the stored CostUsd and
+CostPriceId are checked against a hand computation, and the /agents rollup against
+their sum.
 """
 
 from __future__ import annotations
@@ -92,6 +93,21 @@ SPANS = {
         _chat("acme-large-2", "acme-ai", USAGE, **{"llm.cost.total": 0.25}),
         0.25,
         "span",
+    ),
+    "openinference": (
+        _ns(2026, 3, 1),
+        {
+            "openinference.span.kind": "LLM",
+            "llm.provider": "acme-ai",
+            "llm.model_name": "acme-large-3",
+            "llm.token_count.prompt": 3_000,
+            "llm.token_count.completion": 400,
+            "llm.token_count.prompt_details.cache_read": 1_000,
+            "llm.token_count.completion_details.reasoning": 100,
+            "agent.name": "pricing-agent",
+        },
+        (2_000 * 0.5 + 1_000 * 0.05 + 300 * 2.0 + 100 * 3.0) / 1e6,
+        "acme-ai:acme-large*@2026-01-01",
     ),
     "unknown-model": (
         _ns(2026, 3, 1),
