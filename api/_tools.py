@@ -22,6 +22,7 @@ from api._query import LLM_CALL, TOOL_CALL, Where, decode_cursor, encode_cursor
 from api._time import format_ns
 
 router = APIRouter(prefix="/api/v1", tags=["tools"])
+_DAY_NS = 86_400 * 10**9
 
 
 @router.get("/tools", response_model=ToolList)
@@ -59,7 +60,16 @@ def _tool_chain_costs(
     is split among all the calls it led to), then only the picked calls are summed.
     """
     table = store.table("otel_traces")
-    scope = Where().tenant(tenant)
+    # The picked calls' traces, read within a day either side of the range: the
+    # primary key then prunes the table (a trace rarely runs for more than a day).
+    scope = (
+        Where()
+        .tenant(tenant)
+        .add(
+            f"Timestamp >= fromUnixTimestamp64Nano({{since_ns:Int64}} - {_DAY_NS}) "
+            f"AND Timestamp <= fromUnixTimestamp64Nano({{until_ns:Int64}} + {_DAY_NS})"
+        )
+    )
     traces = f"SELECT DISTINCT TraceId FROM {table} WHERE {where.sql()}"
     calls = (
         "SELECT TraceId, ParentSpanId, SpanId, ToolName, Timestamp AS started, "
