@@ -1,17 +1,28 @@
 """Detector benchmark: labelled agent traffic on event time, through the real detectors.
 
-Two corpora of the simulated fleet of `tests/detectors/traffic.py` (`BENCH_FLEET`: four
-agents, 3-15% background tool failures, each tool its own rate, an evaluation score on
-every run of three of them), each starting with a warm-up in which the detectors learn
-their baselines and nothing is scored:
+Three corpora of the simulated fleet of `tests/detectors/traffic.py` (`BENCH_FLEET`:
+four agents, 3-15% background tool failures, each tool its own rate, an evaluation
+score on every run of three of them), each starting with a warm-up in which the
+detectors learn their baselines and nothing is scored (12 h; cost_spike's: 24 h, since
+it judges an hour's cost against a day of hours at least — `min_baseline_periods` — and
+a half-day baseline, night and morning only, makes every afternoon look expensive):
 
 - the *incident corpus*: `--hours` of traffic with `--incidents` labelled incidents per
   detector — zombie runs, runaway loops, tool outages (a tool's failure rate jumps to
   40-60% for 1-2 h), slow decays of an agent's evaluation scores, model swaps (some
   followed by a quality drop) — between clean stretches;
+- the *cost corpus*: `--incidents` token burns, cost_spike's incidents, in as many
+  working days as they need (six a day) — for 60-90 min one agent's prompts balloon
+  (8-12x the input tokens: the same model, calls and tools, so nothing but the cost
+  changes; `COST_AGENTS` says when and on whom, and why). They have a corpus of their
+  own because the model swaps are for good and change an agent's cost: a swap to a
+  pricier model is real spend, and cost_spike reports it (such findings in the
+  incident corpus are counted apart, not scored: see `score`), which would hide a burn
+  of that agent for hours. It is replayed through cost_spike alone (a burn changes
+  nothing any other detector reads);
 - the *clean corpus*: `--clean-hours` (24 or more) of another day, without incidents.
 
-Both are replayed through a `DetectorEngine` with `SETTINGS` as `serve` feeds it: every
+All are replayed through a `DetectorEngine` with `SETTINGS` as `serve` feeds it: every
 export request in delivery order, the engine ticked every second of event time.
 
 A finding matches an incident when it is of the kind the incident should raise, names
@@ -46,6 +57,7 @@ from typing import Any
 import yaml
 
 from detectors import DetectorConfig, Finding
+from ingest._prices import PriceTable
 from tests.detectors.traffic import (
     BENCH_FLEET,
     EXPORT_INTERVAL_NS,
@@ -62,16 +74,43 @@ from tests.detectors.traffic import (
 )
 
 H = 3600.0
-DETECTORS = ("zombie_run", "runaway_loop", "tool_failure_spike", "quality_drift", "change_point")
+DETECTORS = (
+    "zombie_run",
+    "runaway_loop",
+    "tool_failure_spike",
+    "quality_drift",
+    "change_point",
+    "cost_spike",
+)
 TICK_S = 1.0  # serve's ticker
 # Long enough for every baseline to be learnt: zombie_run's gaps, tool_failure_spike's
 # (calls older than its longest window), quality_drift's reference (200 scores: ~10 h
 # for the least evaluated agent, from midnight).
 WARMUP_H = 12.0
+# cost_spike judges an hour's cost against a day of hours at least (its
+# min_baseline_periods, 24 x its 1 h window: a shorter baseline holds only the night and
+# the morning, and every afternoon looks expensive): it is scored after 24 h.
+COST_WARMUP_H = 24.0
+# Token burns (the cost corpus): what cost_spike is built to see — an hour's cost several
+# times the agent's usual hour, while the agent is busy. Its threshold is 4-5.3x the
+# median hour here (median + 5 robust std devs: the daily swing, 4:1, makes the MAD
+# large), so a 6-10x burn at night, when an agent runs a quarter of its peak traffic,
+# stays below it (seed 1, 30-90 min burns at any hour: the 9 that started between
+# 00:00 and 06:00 peaked at 0.30-0.70 x the threshold, all missed). Burns start at
+# 09:00, 13:15 or 17:30 (+ up to 30 min), last 60-90 min (a full window) and send
+# 8-12x the input tokens (~7-10x the cost). On support-agent and billing-agent:
+# faq-agent's hour costs cents (min_usd is $1), and research-agent's swings from $0.24
+# to $6 (14 runs an hour at the peak, 8% of them long), so its threshold is $11-15:
+# by day, a 31 min burn of 7.3x peaked at 0.84 x it, a 90 min one of 8.1x at 1.10 x.
+COST_AGENTS = ("support-agent", "billing-agent")
+BURN_SLOTS_H = (9.0, 13.25, 17.5)  # hours of the day
+BURN_MINUTES = (60.0, 90.0)
+BURN_FACTOR = (8.0, 12.0)  # a token burn's input tokens, x the usual
+COST_DAY_END_H = 21.0  # the cost corpus ends at 21:00 of its last day
 
 # -- the settings benchmarked ------------------------------------------------------------
 
-# The defaults, but for two detectors:
+# The defaults, but for three detectors:
 # - tool_failure_spike: the SRE workbook's pairs (1 h / 5 m at 14.4x, 6 h / 30 m at 6x)
 #   are made for error budgets of 0.1%; with 3-15% background failures and ~0.3-1.5
 #   calls a minute per (agent, tool) they cannot fire (14.4 x 5% is past 50%) or take
@@ -83,6 +122,10 @@ WARMUP_H = 12.0
 #   Mann-Whitney test at 1e-4 instead of 0.01, since it is re-run on every score once
 #   CUSUM alarms. Its behaviour signal (run feature vectors) is off: nothing here is
 #   labelled for it.
+# - cost_spike: a run is judged against the p99 of the agent's last 200 runs, not the
+#   p95. billing-agent's long conversations (2% of its runs, 15-30 turns) cost up to
+#   $1.23, 3-3.6x its p95 ($0.34): at 3x the p95 they are 3 false positives per 24 h of
+#   clean traffic. The run quantile has to sit above an agent's share of long runs.
 SETTINGS: dict[str, Any] = {
     "tool_failure_spike": {
         "windows": [{"long": "1h", "short": "30m", "burn_rate": 2.0, "severity": "error"}],
@@ -95,6 +138,7 @@ SETTINGS: dict[str, Any] = {
         "max_p_value": 1e-4,
         "behaviour": False,
     },
+    "cost_spike": {"run_quantile": 0.99},
 }
 
 # -- bounds on time to detect ("two evaluation intervals") and grace periods -------------
@@ -108,6 +152,7 @@ BOUNDS = {
     "tool_failure_spike": "2 x the (shortest) short window",
     "quality_drift": "2 x window evaluations after the decline reaches min_drop",
     "change_point": "2 x confirm_calls LLM calls on the new model",
+    "cost_spike": "the window (or the whole burn, if shorter) + one bucket (window / 12)",
 }
 GRACE_S = {  # how long after an incident's end a finding is still about it
     "zombie_run": 60.0,
@@ -115,6 +160,7 @@ GRACE_S = {  # how long after an incident's end a finding is still about it
     "tool_failure_spike": 1800.0,
     "quality_drift": 3600.0,
     "change_point": 0.0,  # a swap is for good: see _matches
+    "cost_spike": 3600.0,  # the window still holds the burn's cost for up to 1 h
 }
 NEVER_ENDS_S = 3600.0  # a zombie that never resumes: its window, for matching
 ZOMBIE_WATCH_S = 1800.0  # zombie_run's threshold is recorded this long after a stall
@@ -254,6 +300,40 @@ def schedule(
     return sorted(incidents, key=lambda incident: incident.at_s)
 
 
+def cost_days(per_detector: int) -> int:
+    """The working days of the cost corpus (after its warm-up) for `per_detector` burns."""
+    return max(1, math.ceil(per_detector / (len(COST_AGENTS) * len(BURN_SLOTS_H))))
+
+
+def cost_hours(per_detector: int) -> float:
+    """The cost corpus's length after its warm-up: up to the last day's evening."""
+    return (cost_days(per_detector) - 1) * 24.0 + COST_DAY_END_H
+
+
+def schedule_costs(seed: int, per_detector: int, warmup_h: float = COST_WARMUP_H) -> list[Incident]:
+    """`per_detector` token burns for the cost corpus, in its working days after the warm-up.
+
+    Each burn: one agent's prompts balloon (`BURN_FACTOR` x its input tokens) for
+    `BURN_MINUTES`, from one of the day's `BURN_SLOTS_H` (+ up to 30 min), the agents
+    and slots in turn. One agent's burns are 2 h 15 min apart at least: the window
+    empties, then the finding settles, so each can raise a finding of its own.
+    """
+    rng = random.Random(f"{seed}:costs")
+    incidents = []
+    slots = [
+        (warmup_h + 24.0 * day + hour, agent)
+        for day in range(cost_days(per_detector))
+        for hour in BURN_SLOTS_H
+        for agent in COST_AGENTS
+    ]
+    for slot_h, agent in slots[:per_detector]:
+        start = slot_h * H + rng.uniform(0.0, 0.5 * H)
+        duration = rng.uniform(*BURN_MINUTES) * 60.0
+        factor = rng.uniform(*BURN_FACTOR)
+        incidents.append(Incident("token_burn", start, agent, duration_s=duration, factor=factor))
+    return sorted(incidents, key=lambda incident: incident.at_s)
+
+
 # -- one corpus: generate, replay, keep what scoring needs -------------------------------
 
 
@@ -282,6 +362,13 @@ class Corpus:
     # agent (or service) name -> [(tick, zombie_run's idle threshold in s)] while a
     # zombie of it is stalled
     thresholds: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    # cost_spike's findings opened before this are the warm-up's (0: `warmup_ns`)
+    cost_warmup_ns: int = 0
+
+    def scored_from(self, detector: str) -> int:
+        if detector == "cost_spike" and self.cost_warmup_ns:
+            return self.cost_warmup_ns
+        return self.warmup_ns
 
 
 def run_corpus(
@@ -290,11 +377,16 @@ def run_corpus(
     incidents: Sequence[Incident] = (),
     *,
     warmup_h: float = WARMUP_H,
+    cost_warmup_h: float = COST_WARMUP_H,
     settings: dict[str, Any] | None = None,
 ) -> Corpus:
-    """Generate `warmup_h + hours` of traffic with `incidents` and replay it."""
+    """Generate `hours` of traffic after the later warm-up with `incidents`, and replay it.
+
+    Each detector is scored on its `hours` after its own warm-up (cost_spike's:
+    `cost_warmup_h`), so the traffic runs to the later one's end."""
     began = time.perf_counter()
-    traffic = generate(warmup_h + hours, seed=seed, fleet=BENCH_FLEET, incidents=incidents)
+    total_h = max(warmup_h, cost_warmup_h) + hours
+    traffic = generate(total_h, seed=seed, fleet=BENCH_FLEET, incidents=incidents)
     config = SETTINGS if settings is None else settings
     watch = [
         (name, truth.onset_ns, truth.onset_ns + round(ZOMBIE_WATCH_S * NS))
@@ -315,6 +407,7 @@ def run_corpus(
         truth=traffic.truth,
         seconds=0.0,
         thresholds=result.thresholds,
+        cost_warmup_ns=traffic.start_ns + round(cost_warmup_h * H * NS),
     )
     for version in result.versions:
         corpus.opened.setdefault(version.id, version)
@@ -421,6 +514,10 @@ def _bound_ns(truth: GroundTruth, finding: Finding, corpus: Corpus, config: Dete
         delivered = [at for time_ns, at in evaluations if time_ns >= reportable]
         wanted = 2 * quality.window
         return delivered[wanted - 1] if len(delivered) >= wanted else corpus.end_ns
+    if truth.kind == "cost_spike":  # the window filled with the burn (or all of it)
+        window_s = settings.cost_spike.window
+        burn_s = min(truth.incident.duration_s, window_s) + window_s / 12
+        return truth.onset_ns + round(burn_s * NS)
     wanted = 2 * settings.change_point.confirm_calls
     calls = sorted(
         at
@@ -469,12 +566,22 @@ class Row:
     clean_findings: int = 0  # opened after the warm-up, in the clean corpus
     fp_per_24h: float | None = None
     warmup_findings: int = 0  # not scored
+    explained: int = 0  # cost_spike: real spend after a pricier model swap, not scored
     false_positive_examples: list[str] = field(default_factory=list)
 
 
 def score(
-    labelled: Corpus, clean: Corpus, config: DetectorConfig
+    labelled: Corpus,
+    clean: Corpus,
+    config: DetectorConfig,
+    costs: Corpus | None = None,
 ) -> tuple[dict[str, Row], list[Detection]]:
+    """Score the incident corpus, the cost corpus (token burns) if any, and the clean one.
+
+    In the incident corpus, a cost_spike finding about an agent whose model was swapped
+    for a pricier one in the 24 h before is real spend, not a false positive: it is
+    counted apart (`explained`), neither found nor false.
+    """
     rows = {kind: Row(kind) for kind in DETECTORS}
 
     def row(name: str) -> Row:
@@ -484,62 +591,74 @@ def score(
         return f"{where} {_hours(finding.opened_at_ns):.2f} h: {finding.summary}"
 
     nab = dict.fromkeys(rows, 0.0)
-    first: dict[int, Finding] = {}  # incident -> the finding that found it
-    for finding in sorted(labelled.findings, key=lambda f: f.opened_at_ns):
-        this = row(row_of(finding))
-        if finding.opened_at_ns < labelled.warmup_ns:
-            this.warmup_findings += 1
-            continue
-        this.findings += 1
-        about = [n for n, truth in enumerate(labelled.truth) if _matches(finding, truth)]
-        new = [n for n in about if n not in first]
-        if new:
-            first[min(new, key=lambda n: labelled.truth[n].start_ns)] = finding
-        elif about:
-            this.duplicates += 1
-        else:
-            this.false_positives += 1
-            nab[this.detector] = nab.get(this.detector, 0.0) - NAB_FP
-            if len(this.false_positive_examples) < 5:
-                this.false_positive_examples.append(example(finding, "incident corpus"))
     detections = []
     delays: dict[str, list[float]] = {}
     ratios: dict[str, list[float]] = {}
-    for n, truth in enumerate(labelled.truth):
-        this = row(truth.kind)
-        this.incidents += 1
-        incident = truth.incident
-        what = incident.tool_name or truth.model or truth.trace_id
-        detection = Detection(
-            truth.kind,
-            f"{incident.kind} {incident.agent_name} {what}".strip(),
-            round(_hours(truth.onset_ns), 2),
-            found=n in first,
-        )
-        detections.append(detection)
-        found = first.get(n)
-        if found is None:
-            nab[truth.kind] -= NAB_FN
-            continue
-        this.found += 1
-        delay_ns = max(0, labelled.seen_at[found.id] - truth.onset_ns)
-        allowed_ns = max(1, _bound_ns(truth, found, labelled, config) - truth.onset_ns)
-        detection.delay_s = round(delay_ns / NS, 1)
-        detection.allowed_s = round(allowed_ns / NS, 1)
-        detection.summary = found.summary
-        delays.setdefault(truth.kind, []).append(delay_ns / NS)
-        ratios.setdefault(truth.kind, []).append(delay_ns / allowed_ns)
-        this.late += delay_ns > allowed_ns
-        position = (delay_ns - 2 * allowed_ns) / (2 * allowed_ns)
-        if position <= 0:
-            nab[truth.kind] += NAB_TP * scaled_sigmoid(position)
-        else:  # after the window: a miss, and a (small) false positive
-            nab[truth.kind] += -NAB_FN + NAB_FP * scaled_sigmoid(position)
+    corpora = [("incident corpus", labelled)]
+    if costs is not None:
+        corpora.append(("cost corpus", costs))
+    for where, corpus in corpora:
+        swaps = _pricier_swaps(corpus.truth)
+        first: dict[int, Finding] = {}  # incident -> the finding that found it
+        for finding in sorted(corpus.findings, key=lambda f: f.opened_at_ns):
+            this = row(row_of(finding))
+            if finding.opened_at_ns < corpus.scored_from(this.detector):
+                this.warmup_findings += 1
+                continue
+            about = [n for n, truth in enumerate(corpus.truth) if _matches(finding, truth)]
+            new = [n for n in about if n not in first]
+            if not about and this.detector == "cost_spike" and _explained(finding, swaps):
+                this.explained += 1
+                continue
+            this.findings += 1
+            if new:
+                first[min(new, key=lambda n: corpus.truth[n].start_ns)] = finding
+            elif about:
+                this.duplicates += 1
+            else:
+                this.false_positives += 1
+                nab[this.detector] = nab.get(this.detector, 0.0) - NAB_FP
+                if len(this.false_positive_examples) < 5:
+                    this.false_positive_examples.append(example(finding, where))
+        for n, truth in enumerate(corpus.truth):
+            this = row(truth.kind)
+            this.incidents += 1
+            incident = truth.incident
+            what = incident.tool_name or truth.model or truth.trace_id
+            detection = Detection(
+                truth.kind,
+                f"{incident.kind} {incident.agent_name} {what}".strip(),
+                round(_hours(truth.onset_ns), 2),
+                found=n in first,
+            )
+            detections.append(detection)
+            found = first.get(n)
+            if found is None:
+                nab[truth.kind] -= NAB_FN
+                continue
+            this.found += 1
+            delay_ns = max(0, corpus.seen_at[found.id] - truth.onset_ns)
+            allowed_ns = max(1, _bound_ns(truth, found, corpus, config) - truth.onset_ns)
+            detection.delay_s = round(delay_ns / NS, 1)
+            detection.allowed_s = round(allowed_ns / NS, 1)
+            detection.summary = found.summary
+            delays.setdefault(truth.kind, []).append(delay_ns / NS)
+            ratios.setdefault(truth.kind, []).append(delay_ns / allowed_ns)
+            this.late += delay_ns > allowed_ns
+            position = (delay_ns - 2 * allowed_ns) / (2 * allowed_ns)
+            if position <= 0:
+                nab[truth.kind] += NAB_TP * scaled_sigmoid(position)
+            else:  # after the window: a miss, and a (small) false positive
+                nab[truth.kind] += -NAB_FN + NAB_FP * scaled_sigmoid(position)
+    clean_ns = round(clean.hours * H * NS)
     for finding in clean.findings:
         this = row(row_of(finding))
-        if finding.opened_at_ns < clean.warmup_ns:
+        scored_from = clean.scored_from(this.detector)
+        if finding.opened_at_ns < scored_from:
             this.warmup_findings += 1
             continue
+        if finding.opened_at_ns > scored_from + clean_ns:
+            continue  # each detector is judged on `hours` of the clean corpus
         this.clean_findings += 1
         if len(this.false_positive_examples) < 5:
             this.false_positive_examples.append(example(finding, "clean corpus"))
@@ -556,6 +675,42 @@ def score(
         this.ttd_p95_s = _rounded(percentile(delays.get(name, []), 0.95), 1)
         this.ttd_p95_of_bound = _rounded(percentile(ratios.get(name, []), 0.95), 3)
     return rows, detections
+
+
+SWAP_EXPLAINS_S = 24 * H  # a pricier model raises the cost until a day of it is the usual
+
+
+def _pricier_swaps(truth: Sequence[GroundTruth]) -> dict[str, list[int]]:
+    """Agent (and service) name -> when its model was swapped for a pricier one.
+
+    Pricier: the new model's input price (the shipped price table's) is higher, or the
+    old one has no price and the new one has."""
+    prices = PriceTable.load()
+    current = {
+        agent.agent_name: (agent.model, provider_of(agent), agent.service_name)
+        for agent in BENCH_FLEET
+    }
+    swaps: dict[str, list[int]] = {}
+    for item in sorted(truth, key=lambda t: t.start_ns):
+        if item.kind != "change_point":
+            continue
+        agent_name = item.incident.agent_name
+        old_model, old_provider, service = current[agent_name]
+        new_provider, _, new_model = item.model.partition("/")
+        old = prices.find(old_model, old_provider, item.start_ns)
+        new = prices.find(new_model, new_provider, item.start_ns)
+        if new is not None and (old is None or new.input > old.input):
+            for name in (agent_name, service):
+                swaps.setdefault(name, []).append(item.start_ns)
+        current[agent_name] = (new_model, new_provider, service)
+    return swaps
+
+
+def _explained(finding: Finding, swaps: dict[str, list[int]]) -> bool:
+    return any(
+        0 <= finding.opened_at_ns - at <= SWAP_EXPLAINS_S * NS
+        for at in swaps.get(finding.agent_name, [])
+    )
 
 
 def _rounded(value: float | None, digits: int) -> float | None:
@@ -598,6 +753,7 @@ class Report:
     hours: float
     clean_hours: float
     warmup_hours: float
+    cost_warmup_hours: float
     per_detector: int
     corpora: dict[str, dict[str, Any]]
     settings: dict[str, Any]  # the `detectors:` section replayed (the rest: defaults)
@@ -615,6 +771,7 @@ def benchmark(
     clean_hours: float = 24.0,
     per_detector: int = 20,
     warmup_h: float = WARMUP_H,
+    cost_warmup_h: float = COST_WARMUP_H,
     settings: dict[str, Any] | None = None,
     jobs: int = 2,
 ) -> Report:
@@ -623,25 +780,50 @@ def benchmark(
     settings = SETTINGS if settings is None else settings
     config = DetectorConfig.from_dict(settings)
     incidents = schedule(seed, hours, per_detector, warmup_h)
-    options: dict[str, Any] = {"warmup_h": warmup_h, "settings": settings}
+    burns = schedule_costs(seed, per_detector, cost_warmup_h)
+    # The cost corpus is replayed through cost_spike alone: a burn changes nothing but
+    # the input tokens of one agent's LLM calls (tests/detectors/test_benchmark.py
+    # checks it span by span), and the other detectors take 3/4 of a replay's time.
+    cost_only = {
+        **settings,
+        **{kind: {**settings.get(kind, {}), "enabled": False} for kind in DETECTORS[:-1]},
+    }
+    # The incident corpus is scored from warmup_h for every detector (cost_spike's
+    # findings there: see score); the cost and clean corpora from cost_warmup_h for
+    # cost_spike. The longest first: two processes share the three.
+    jobs_args: list[tuple[Any, ...]] = [
+        (cost_hours(per_detector), seed + 2_000_003, burns, cost_warmup_h, cost_only),
+        (hours, seed, incidents, warmup_h, settings),
+        (clean_hours, seed + 1_000_003, (), cost_warmup_h, settings),
+    ]
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=2) as pool:
-            labelled_job = pool.submit(run_corpus, hours, seed, incidents, **options)
-            clean_job = pool.submit(run_corpus, clean_hours, seed + 1_000_003, (), **options)
-            labelled, clean = labelled_job.result(), clean_job.result()
+            futures = [
+                pool.submit(run_corpus, h, s, i, warmup_h=warmup_h, cost_warmup_h=c, settings=o)
+                for h, s, i, c, o in jobs_args
+            ]
+            costs, labelled, clean = (future.result() for future in futures)
     else:
-        labelled = run_corpus(hours, seed, incidents, **options)
-        clean = run_corpus(clean_hours, seed + 1_000_003, (), **options)
-    rows, detections = score(labelled, clean, config)
+        costs, labelled, clean = (
+            run_corpus(h, s, i, warmup_h=warmup_h, cost_warmup_h=c, settings=o)
+            for h, s, i, c, o in jobs_args
+        )
+    rows, detections = score(labelled, clean, config, costs)
     return Report(
         seed=seed,
         hours=hours,
         clean_hours=clean_hours,
         warmup_hours=warmup_h,
+        cost_warmup_hours=cost_warmup_h,
         per_detector=per_detector,
         corpora={
-            name: {"runs": c.runs, "spans": c.spans, "seconds": round(c.seconds, 1)}
-            for name, c in (("incidents", labelled), ("clean", clean))
+            name: {
+                "hours": c.hours,
+                "runs": c.runs,
+                "spans": c.spans,
+                "seconds": round(c.seconds, 1),
+            }
+            for name, c in (("incidents", labelled), ("clean", clean), ("costs", costs))
         },
         settings=settings,
         bounds=BOUNDS,
@@ -675,11 +857,16 @@ def table(report: Report) -> str:
 
 def render(report: Report) -> str:
     labelled, clean = report.corpora["incidents"], report.corpora["clean"]
+    costs = report.corpora["costs"]
     out = [
         f"seed {report.seed}: incident corpus {report.hours:g} h ({labelled['runs']} runs, "
-        f"{labelled['spans']} spans, {report.per_detector} incidents per detector), clean "
-        f"corpus {report.clean_hours:g} h ({clean['runs']} runs, {clean['spans']} spans), "
-        f"each after a {report.warmup_hours:g} h warm-up (not scored)",
+        f"{labelled['spans']} spans, {report.per_detector} incidents per detector but "
+        f"cost_spike), clean corpus {report.clean_hours:g} h ({clean['runs']} runs, "
+        f"{clean['spans']} spans), each after a {report.warmup_hours:g} h warm-up (not "
+        f"scored); cost corpus {costs['hours']:g} h ({costs['runs']} runs, {costs['spans']} "
+        f"spans, {report.per_detector} token burns, replayed through cost_spike alone), "
+        f"cost_spike scored after a {report.cost_warmup_hours:g} h warm-up in it and in the "
+        "clean corpus",
         "",
         table(report),
         "",
@@ -703,6 +890,11 @@ def render(report: Report) -> str:
         ]
         if row.warmup_findings:
             notes.append(f"{row.warmup_findings} finding(s) in the warm-ups, not scored")
+        if row.explained:
+            notes.append(
+                f"{row.explained} finding(s) in the incident corpus after a swap to a "
+                "pricier model: real spend, not scored"
+            )
         if notes:
             out.append(f"{name}:")
             out += [f"  {note}" for note in notes]

@@ -1,12 +1,14 @@
 """The detector benchmark (`bench/detectors.py`), small: the bars hold on a short corpus.
 
-A 12 h incident corpus (3 labelled incidents per detector) and a 24 h clean one, each
-after the 12 h warm-up, replayed through the real detectors with the benchmark's
-settings: per detector, precision and recall of at least 0.95, the p95 time to detect
-within its bound ("two evaluation intervals", `bench.detectors.BOUNDS`), and at most
+A 12 h incident corpus (3 labelled incidents per detector but cost_spike) and a 24 h
+clean one, each after the 12 h warm-up (cost_spike's: 24 h), and a cost corpus with 3
+token burns (a working day after a 24 h warm-up, replayed through cost_spike alone),
+replayed through the real detectors with the benchmark's settings: per detector,
+precision and recall of at least 0.95, the p95 time to detect within its bound ("two
+evaluation intervals", `bench.detectors.BOUNDS`), and at most
 one false positive per 24 h of clean traffic. Also: the generator's background
-failures and condition incidents (outages, quality decays, model swaps) and their
-ground truth, and the scoring itself on a hand-made corpus.
+failures and condition incidents (outages, quality decays, model swaps, token burns)
+and their ground truth, and the scoring itself on a hand-made corpus.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from bench.detectors import (
     score,
 )
 from detectors import DetectorConfig, Finding
+from ingest import AgentSpan
+from ingest._prices import PriceTable
 from tests.detectors.traffic import (
     BENCH_FLEET,
     NS,
@@ -38,6 +42,7 @@ from tests.detectors.traffic import (
     SUCCESS_ATTRIBUTE,
     GroundTruth,
     Incident,
+    Traffic,
     generate,
 )
 
@@ -138,9 +143,47 @@ def test_condition_incidents_change_the_healthy_runs_and_record_their_ground_tru
     assert statistics.fmean(fetches[True]) > 0.35 > 0.2 > statistics.fmean(fetches[False])
     assert statistics.median(scores[False]) - statistics.median(scores[True]) > 0.2
     assert models == {
-        (False, "anthropic", "claude-sonnet-4"),
+        (False, "anthropic", "claude-sonnet-4-20250514"),
         (True, "anthropic", "claude-opus-4.1"),
     }
+
+
+def test_a_token_burn_multiplies_one_agent_s_prompts_and_nothing_else() -> None:
+    burn = Incident("token_burn", 1.0 * H, "support-agent", duration_s=0.5 * H, factor=8.0)
+    traffic = generate(2, seed=5, fleet=BENCH_FLEET, incidents=[burn])
+    healthy = generate(2, seed=5, fleet=BENCH_FLEET)
+    assert traffic.runs == healthy.runs
+    (truth,) = traffic.truth
+    assert (truth.kind, truth.start_ns, truth.end_ns) == ("cost_spike", _at(1.0), _at(1.5))
+    assert truth.onset_ns == truth.start_ns
+    assert set(truth.agent_names) == {"support-agent", "support-api"}
+
+    def spans(traffic: Traffic) -> dict[str, AgentSpan]:
+        return {span.span_id: span for batch in traffic.batches for span in batch.spans}
+
+    burnt, usual = spans(traffic), spans(healthy)
+    ratios = []
+    for span_id, before in usual.items():
+        after = burnt.get(span_id)
+        in_burn = truth.start_ns <= before.start_ns < truth.end_ns
+        llm_call = before.operation == "chat" and not before.marker
+        if before.service_name != "support-api" or not in_burn or not llm_call:
+            assert after == before  # other agents, other times, other spans: as they were
+            continue
+        assert after is not None
+        assert (after.model, after.output_tokens) == (before.model, before.output_tokens)
+        ratios.append(after.input_tokens / before.input_tokens)
+    assert len(ratios) > 20
+    assert min(ratios) == pytest.approx(8.0, abs=0.01) == max(ratios)
+    # Every model of the fleet is priced by the shipped table: cost_spike sees them all.
+    prices = PriceTable.load()
+    models = {
+        (span.model, span.provider)
+        for span in usual.values()
+        if span.operation == "chat" and not span.marker
+    }
+    assert len(models) == len(BENCH_FLEET)
+    assert all(prices.find(model, provider, START_NS) for model, provider in models)
 
 
 # -- the scoring ---------------------------------------------------------------------
@@ -207,6 +250,40 @@ def test_findings_are_scored_against_the_ground_truth() -> None:
     perfect, null = 3 * scaled_sigmoid(-1.0), -3.0
     assert row.nab == round(100 * (raw - null) / (perfect - null), 1)
     assert bars_missed(rows)
+
+
+def test_a_cost_spike_after_a_swap_to_a_pricier_model_is_real_spend_not_scored() -> None:
+    def swap(agent: str, service: str, model: str, hours: float) -> GroundTruth:
+        incident = Incident("model_swap", hours * H, agent, model=model)
+        at = _at(hours)
+        return GroundTruth(incident, "change_point", (agent, service), at, at, at, model=model)
+
+    truth = [
+        swap("support-agent", "support-api", "openai/gpt-4o-mini", 13),  # $0.15 < $0.40
+        swap("research-agent", "research-worker", "openai/gpt-4o", 13),  # $2.50 > $1.10
+    ]
+    findings = [
+        _finding("cheaper", 14, kind="cost_spike", agent_name="support-agent"),
+        _finding("pricier", 15, kind="cost_spike", agent_name="research-worker"),
+        _finding("a day on", 13.5 + 24, kind="cost_spike", agent_name="research-agent"),
+    ]
+    labelled = Corpus(
+        hours=42,
+        warmup_ns=_at(12),
+        end_ns=_at(54),
+        runs=0,
+        spans=0,
+        findings=findings,
+        opened={f.id: f for f in findings},
+        seen_at={f.id: f.opened_at_ns for f in findings},
+        truth=truth,
+        seconds=0.0,
+    )
+    clean = Corpus(24, _at(12), _at(36), 0, 0, [], {}, {}, [], 0.0)
+    rows, _ = score(labelled, clean, DetectorConfig.from_dict(SETTINGS))
+    row = rows["cost_spike"]
+    assert (row.explained, row.findings, row.false_positives) == (1, 2, 2)
+    assert row.incidents == 0
 
 
 def test_nab_rewards_early_detection() -> None:

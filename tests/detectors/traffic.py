@@ -19,16 +19,18 @@ Randomness is seeded per run, so the healthy traffic is the same with or without
 injected incidents (`Incident`). Run incidents (zombies, loops) add runs of their own;
 condition incidents change what the healthy runs meet from a point in event time: a
 tool outage (its failure rate jumps, then recovers), a slow decay of an agent's
-evaluation scores, a model swap (optionally with a quality drop). Every incident
-records its ground truth (`GroundTruth`: the finding kind it should raise, about whom,
-and when). `generate` returns the export requests in delivery order; `replay` feeds
-them to a `DetectorEngine`, ticking it on event time, and collects every finding
-version.
+evaluation scores, a model swap (optionally with a quality drop), a token burn (an
+agent's prompts balloon for a while: the same model and calls, several times the
+cost). Every incident records its ground truth (`GroundTruth`: the finding kind it
+should raise, about whom, and when). `generate` returns the export requests in
+delivery order; `replay` feeds them to a `DetectorEngine`, ticking it on event time,
+and collects every finding version.
 
 `FLEET` is the fleet of the replay tests; `BENCH_FLEET` (the detector benchmark's) is
 the same fleet with 3-15% background tool failures, each tool its own rate, some
-reported inside a "successful" result (`tool.result.success = "false"`), and an
-evaluation score on every run of the agents that are evaluated.
+reported inside a "successful" result (`tool.result.success = "false"`), an
+evaluation score on every run of the agents that are evaluated, and every model one
+that ingest/prices.yaml prices.
 """
 
 from __future__ import annotations
@@ -251,13 +253,23 @@ _BENCH_EVALUATIONS = {
 }
 
 
+# The response model Anthropic reports, which ingest/prices.yaml prices ("claude-sonnet-4"
+# is no model id, so cost_spike would count billing-agent's calls as unpriced).
+_BENCH_MODELS = {"billing-agent": "claude-sonnet-4-20250514"}
+
+
 def _bench_profile(agent: AgentProfile) -> AgentProfile:
     rates = _BENCH_FAILURES[agent.agent_name]
     tools = tuple(
         replace(tool, error_rate=rates[tool.name][0], soft_failures=rates[tool.name][1])
         for tool in agent.tools
     )
-    return replace(agent, tools=tools, evaluation=_BENCH_EVALUATIONS.get(agent.agent_name, ""))
+    return replace(
+        agent,
+        tools=tools,
+        evaluation=_BENCH_EVALUATIONS.get(agent.agent_name, ""),
+        model=_BENCH_MODELS.get(agent.agent_name, agent.model),
+    )
 
 
 BENCH_FLEET: tuple[AgentProfile, ...] = tuple(_bench_profile(agent) for agent in FLEET)
@@ -290,6 +302,7 @@ IncidentKind = Literal[
     "tool_outage",
     "quality_decay",
     "model_swap",
+    "token_burn",
 ]
 RUN_INCIDENTS = frozenset(
     {"zombie_tool", "zombie_heartbeats", "repeated_call", "cycle", "step_budget"}
@@ -304,6 +317,7 @@ EXPECTED_KIND: dict[str, str] = {
     "tool_outage": "tool_failure_spike",
     "quality_decay": "quality_drift",
     "model_swap": "change_point",
+    "token_burn": "cost_spike",
 }
 
 
@@ -329,7 +343,10 @@ class Incident:
     - quality_decay: the agent's evaluation scores fall linearly by `drop` over
       `duration_s`, stay down for `hold_s`, then are back (a fix is rolled out);
     - model_swap: the agent's LLM calls use `model` (and `provider`, "": the same
-      provider) for good; with `drop` > 0 its scores fall by `drop` at once, for `hold_s`.
+      provider) for good; with `drop` > 0 its scores fall by `drop` at once, for `hold_s`;
+    - token_burn: for `duration_s`, the agent's LLM calls send `factor` x their usual
+      input tokens (a prompt regression: whole documents or the full history re-sent
+      on every call) — the same model, calls and tools, so only their cost changes.
     """
 
     kind: IncidentKind
@@ -345,6 +362,7 @@ class Incident:
     hold_s: float = 3600.0
     model: str = ""
     provider: str = ""
+    factor: float = 1.0
 
 
 @dataclass(slots=True)
@@ -490,6 +508,8 @@ class _Conditions:
         self.swaps: dict[str, list[tuple[int, str, str]]] = {}
         # agent -> [(from, fully down at, back at, drop)]
         self.drops: dict[str, list[tuple[int, int, int, float]]] = {}
+        # agent -> [(from, to, input token factor)]
+        self.burns: dict[str, list[tuple[int, int, float]]] = {}
         for incident in incidents:
             at = START_NS + _secs(incident.at_s)
             if incident.kind == "tool_outage":
@@ -504,6 +524,11 @@ class _Conditions:
                 self.drops.setdefault(incident.agent_name, []).append(
                     (at, down, down + _secs(incident.hold_s), incident.drop)
                 )
+            elif incident.kind == "token_burn":
+                if incident.factor <= 1:
+                    raise ValueError("a token_burn needs a factor > 1")
+                end = at + _secs(incident.duration_s)
+                self.burns.setdefault(incident.agent_name, []).append((at, end, incident.factor))
             elif incident.kind == "model_swap":
                 self.swaps.setdefault(incident.agent_name, []).append(
                     (at, incident.model, incident.provider)
@@ -520,6 +545,13 @@ class _Conditions:
             if start <= at_ns < end:
                 return rate
         return tool.error_rate
+
+    def token_factor(self, agent: AgentProfile, at_ns: int) -> float:
+        """What the agent's prompts are multiplied by at `at_ns` (1: as usual)."""
+        for start, end, factor in self.burns.get(agent.agent_name, ()):
+            if start <= at_ns < end:
+                return factor
+        return 1.0
 
     def model(self, agent: AgentProfile, at_ns: int) -> tuple[str, str]:
         model, provider = agent.model, provider_of(agent)
@@ -745,6 +777,9 @@ class _RunSim:
             input_tokens = self.context + self.rng.randint(0, 300)
             output_tokens = self.rng.randint(40, 900 if slow else 500)
             self.context += output_tokens
+            # A token burn bloats what is sent, not the run's course (the same draws; the
+            # agent's spend guard, GUARD_TOKENS, may end a long run sooner).
+            input_tokens = round(input_tokens * self.conditions.token_factor(agent, start_ns))
         self.end(
             span,
             end_ns,
@@ -1071,6 +1106,9 @@ def _condition_truth(
             raise ValueError(f"{agent.agent_name}'s runs are not evaluated")
         end = at + _secs(incident.duration_s + incident.hold_s)
         return [GroundTruth(incident, "quality_drift", names, at, end, at)]
+    if incident.kind == "token_burn":
+        end = at + _secs(incident.duration_s)
+        return [GroundTruth(incident, "cost_spike", names, at, end, at)]
     model, provider = conditions.model(agent, at)
     found = [GroundTruth(incident, "change_point", names, at, at, at, model=f"{provider}/{model}")]
     if incident.drop > 0:
