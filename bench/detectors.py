@@ -18,8 +18,8 @@ a half-day baseline, night and morning only, makes every afternoon look expensiv
   own because the model swaps are for good and change an agent's cost: a swap to a
   pricier model is real spend, and cost_spike reports it (such findings in the
   incident corpus are counted apart, not scored: see `score`), which would hide a burn
-  of that agent for hours. It is replayed through cost_spike alone (a burn changes
-  nothing any other detector reads);
+  of that agent for hours. It holds the burnt agents' traffic only and is replayed
+  through cost_spike alone (a burn changes nothing any other detector reads);
 - the *clean corpus*: `--clean-hours` (24 or more) of another day, without incidents.
 
 All are replayed through a `DetectorEngine` with `SETTINGS` as `serve` feeds it: every
@@ -379,14 +379,17 @@ def run_corpus(
     warmup_h: float = WARMUP_H,
     cost_warmup_h: float = COST_WARMUP_H,
     settings: dict[str, Any] | None = None,
+    agents: Sequence[str] = (),
 ) -> Corpus:
     """Generate `hours` of traffic after the later warm-up with `incidents`, and replay it.
 
     Each detector is scored on its `hours` after its own warm-up (cost_spike's:
-    `cost_warmup_h`), so the traffic runs to the later one's end."""
+    `cost_warmup_h`), so the traffic runs to the later one's end. `agents`: only these
+    of the fleet (none: all)."""
     began = time.perf_counter()
     total_h = max(warmup_h, cost_warmup_h) + hours
-    traffic = generate(total_h, seed=seed, fleet=BENCH_FLEET, incidents=incidents)
+    fleet = tuple(a for a in BENCH_FLEET if not agents or a.agent_name in agents)
+    traffic = generate(total_h, seed=seed, fleet=fleet, incidents=incidents)
     config = SETTINGS if settings is None else settings
     watch = [
         (name, truth.onset_ns, truth.onset_ns + round(ZOMBIE_WATCH_S * NS))
@@ -781,32 +784,35 @@ def benchmark(
     config = DetectorConfig.from_dict(settings)
     incidents = schedule(seed, hours, per_detector, warmup_h)
     burns = schedule_costs(seed, per_detector, cost_warmup_h)
-    # The cost corpus is replayed through cost_spike alone: a burn changes nothing but
-    # the input tokens of one agent's LLM calls (tests/detectors/test_benchmark.py
-    # checks it span by span), and the other detectors take 3/4 of a replay's time.
+    # The cost corpus is replayed through cost_spike alone, and holds the burnt agents
+    # only: a burn changes nothing but the input tokens of one agent's LLM calls
+    # (tests/detectors/test_benchmark.py checks it span by span), cost_spike keeps one
+    # series per agent, and the rest would only take time (the other detectors, 3/4 of
+    # a replay's; the other agents, a third of the spans).
     cost_only = {
         **settings,
         **{kind: {**settings.get(kind, {}), "enabled": False} for kind in DETECTORS[:-1]},
     }
     # The incident corpus is scored from warmup_h for every detector (cost_spike's
     # findings there: see score); the cost and clean corpora from cost_warmup_h for
-    # cost_spike. The longest first: two processes share the three.
+    # cost_spike. Two processes share the three.
     jobs_args: list[tuple[Any, ...]] = [
-        (cost_hours(per_detector), seed + 2_000_003, burns, cost_warmup_h, cost_only),
-        (hours, seed, incidents, warmup_h, settings),
-        (clean_hours, seed + 1_000_003, (), cost_warmup_h, settings),
+        (hours, seed, incidents, warmup_h, settings, ()),
+        (clean_hours, seed + 1_000_003, (), cost_warmup_h, settings, ()),
+        (cost_hours(per_detector), seed + 2_000_003, burns, cost_warmup_h, cost_only, COST_AGENTS),
     ]
+    options: dict[str, Any] = {"warmup_h": warmup_h}
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=2) as pool:
             futures = [
-                pool.submit(run_corpus, h, s, i, warmup_h=warmup_h, cost_warmup_h=c, settings=o)
-                for h, s, i, c, o in jobs_args
+                pool.submit(run_corpus, h, s, i, cost_warmup_h=c, settings=o, agents=a, **options)
+                for h, s, i, c, o, a in jobs_args
             ]
-            costs, labelled, clean = (future.result() for future in futures)
+            labelled, clean, costs = (future.result() for future in futures)
     else:
-        costs, labelled, clean = (
-            run_corpus(h, s, i, warmup_h=warmup_h, cost_warmup_h=c, settings=o)
-            for h, s, i, c, o in jobs_args
+        labelled, clean, costs = (
+            run_corpus(h, s, i, cost_warmup_h=c, settings=o, agents=a, **options)
+            for h, s, i, c, o, a in jobs_args
         )
     rows, detections = score(labelled, clean, config, costs)
     return Report(
