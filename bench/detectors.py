@@ -138,7 +138,6 @@ SETTINGS: dict[str, Any] = {
         "max_p_value": 1e-4,
         "behaviour": False,
     },
-    "cost_spike": {"run_quantile": 0.99},
 }
 
 # -- bounds on time to detect ("two evaluation intervals") and grace periods -------------

@@ -170,7 +170,9 @@ class CostSpikeConfig(_Section):
     runs: bool = True
     min_runs: int = Field(default=20, ge=5)  # finished runs before any verdict
     run_history: int = Field(default=200, ge=5)  # the recent runs kept
-    run_quantile: float = Field(default=0.95, gt=0.5, lt=1.0)
+    # p99, not p95: an agent whose long conversations are 2% of its runs (3x its p95)
+    # would page daily (measured by the detector benchmark).
+    run_quantile: float = Field(default=0.99, gt=0.5, lt=1.0)
     run_ratio: float = Field(default=3.0, gt=1.0)  # x the run_quantile of recent runs
     min_run_usd: float = Field(default=0.5, ge=0.0)
     # From this many times the baseline (median period, or run quantile): error.

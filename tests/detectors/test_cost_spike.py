@@ -170,7 +170,7 @@ def test_a_loop_burning_tokens_is_found_with_its_evidence_and_resolves() -> None
 def test_a_run_costing_far_more_than_recent_runs_is_found_when_it_ends() -> None:
     engine = new_engine(min_usd=1000.0)  # the window check never fires here
     assert steady(engine, 0, 300) == []  # 30 runs
-    # Twice the usual cost: within 3 x p95.
+    # Twice the usual cost: within 3 x p99.
     assert steady(engine, 300, 310, extra={300: run(500, 301, 6)}) == []
 
     found = steady(engine, 310, 320, extra={310: run(501, 310, 8, (20_000, 500))})
@@ -183,7 +183,7 @@ def test_a_run_costing_far_more_than_recent_runs_is_found_when_it_ends() -> None
     assert abs(opened.evidence["cost_usd"] - 8 * 0.215) < 1e-9
     assert opened.evidence["baseline_runs"] >= 30
     assert opened.evidence["cost_usd"] > opened.evidence["threshold_usd"]
-    assert opened.severity == "error"  # > 10 x the p95
+    assert opened.severity == "error"  # > 10 x the p99
     assert "a run cost $1.72" in opened.summary
 
     later = steady(engine, 320, 600)
