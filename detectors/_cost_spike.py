@@ -48,9 +48,9 @@ from detectors._findings import (
     Finding,
     FindingSink,
     Severity,
+    escalate_finding,
     open_finding,
     resolve_finding,
-    update_finding,
 )
 from ingest import AgentSpan
 from ingest._prices import PriceTable
@@ -60,7 +60,6 @@ BUCKETS_PER_WINDOW = 12
 _MAX_MODELS = 16  # per bucket and per run; beyond, "(other)"
 _TOP_MODELS = 3
 _MAD_SCALE = 1.4826  # MAD -> standard deviation, for normal data
-_SEVERITY_RANK = {"warning": 1, "error": 2}
 
 Models = dict[str, list[float]]  # model -> [cost, calls]
 
@@ -379,8 +378,8 @@ class CostSpikeDetector:
                 trace_id=numbers["trace_id"],
                 run_id=numbers.get("run_id", ""),
             )
-        elif _SEVERITY_RANK[severity] > _SEVERITY_RANK[series.finding.severity]:
-            update_finding(
+        else:
+            escalate_finding(
                 self._sink,
                 series.finding,
                 now_ns=now_ns,

@@ -126,6 +126,26 @@ def update_finding(
     sink.publish(finding)
 
 
+SEVERITY_RANK = {"warning": 1, "error": 2, "critical": 3}
+
+
+def escalate_finding(
+    sink: FindingSink,
+    finding: Finding,
+    *,
+    now_ns: int,
+    severity: Severity,
+    summary: str,
+    evidence: dict[str, Any],
+) -> None:
+    """Update an open finding when its condition got worse (a higher severity) — not on
+    every evaluation, which would re-publish (and re-alert) an unchanged incident."""
+    if SEVERITY_RANK[severity] > SEVERITY_RANK[finding.severity]:
+        update_finding(
+            sink, finding, now_ns=now_ns, severity=severity, summary=summary, evidence=evidence
+        )
+
+
 def resolve_finding(
     sink: FindingSink, finding: Finding, *, now_ns: int, reason: str, **evidence: Any
 ) -> None:

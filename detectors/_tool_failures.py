@@ -31,18 +31,18 @@ from scipy.stats import binom
 from detectors._common import NS, BoundedDict, iso
 from detectors._config import BurnRateWindow, DetectorConfig, ToolFailureSpikeConfig
 from detectors._findings import (
+    SEVERITY_RANK,
     Finding,
     FindingSink,
     Severity,
+    escalate_finding,
     open_finding,
     resolve_finding,
-    update_finding,
 )
 from ingest import AgentSpan
 
 KIND = "tool_failure_spike"
 ALL_AGENTS = ""  # the agent part of a series key across agents
-_SEVERITY_RANK = {"warning": 1, "error": 2, "critical": 3}
 _EXAMPLES = 5
 
 
@@ -194,7 +194,7 @@ class ToolFailureSpikeDetector:
     ) -> None:
         if series.agent_name == ALL_AGENTS and self._an_agent_reports(series):
             return
-        window, numbers = max(firing, key=lambda item: _SEVERITY_RANK[item[0].severity])
+        window, numbers = max(firing, key=lambda item: SEVERITY_RANK[item[0].severity])
         severity: Severity = window.severity
         longest = max(w.long for w in settings.windows)
         errors = self._top_errors(series, now_ns // self._bucket_ns, longest)
@@ -235,8 +235,8 @@ class ToolFailureSpikeDetector:
                 tool_name=series.tool_name,
                 trace_id=series.examples[-1] if series.examples else "",
             )
-        elif _SEVERITY_RANK[severity] > _SEVERITY_RANK[series.finding.severity]:
-            update_finding(
+        else:
+            escalate_finding(
                 self._sink,
                 series.finding,
                 now_ns=now_ns,
