@@ -4,7 +4,7 @@
     table.cost(model, provider, at_ns, input_tokens, output_tokens,
                cached_input_tokens=0, reasoning_tokens=0)      # -> Cost | None
     table.span_cost(span_attrs, model, provider, at_ns, input_tokens, output_tokens)
-    sql_cost_expression(table, ...)  # the same arithmetic as a ClickHouse expression
+    sql_price_index / sql_index_cost / sql_index_price_id  # the same in ClickHouse
 
 `ingest/prices.yaml` is the shipped table (list prices, USD per 1M tokens); entries
 from the config's `pricing:` section have the same shape. A config entry whose
@@ -297,7 +297,7 @@ class PriceTable:
 
     @property
     def prices(self) -> tuple[Price, ...]:
-        """Every entry, in precedence order (the order `sql_cost_expression` tests them)."""
+        """Every entry, in precedence order (the order `sql_price_index` tests them)."""
         return self._prices
 
     def __len__(self) -> int:
@@ -508,40 +508,6 @@ def sql_index_price_id(table: PriceTable, index: str) -> str:
     if not table.prices:
         return "''"
     return "[" + ", ".join(_sql_string(p.id) for p in table.prices) + f"][({index})]"
-
-
-def sql_cost_expression(
-    table: PriceTable,
-    *,
-    model: str = "if(ResponseModel != '', ResponseModel, RequestModel)",
-    provider: str = "Provider",
-    at_ns: str = "toUnixTimestamp64Nano(Timestamp)",
-    input_tokens: str = "InputTokens",
-    output_tokens: str = "OutputTokens",
-    cached_input_tokens: str = "0",
-    reasoning_tokens: str = "0",
-    attributes: str | None = None,
-) -> str:
-    """One ClickHouse expression (Nullable(Float64)): `PriceTable.cost`'s total, NULL unpriced.
-
-    The arguments as `sql_price_index`'s and `sql_index_cost`'s. With `attributes` (a
-    Map(String, String) expression, e.g. `SpanAttributes`), a cost the span reports
-    itself wins, as in `span_cost`. (The index is bound once through a one-element
-    lambda, so the expression stands alone, without a WITH clause.)
-    """
-    index = sql_price_index(table, model=model, provider=provider, at_ns=at_ns)
-    cost = sql_index_cost(
-        table,
-        "price_k",
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cached_input_tokens=cached_input_tokens,
-        reasoning_tokens=reasoning_tokens,
-    )
-    priced = f"arrayMap(price_k -> {cost}, [{index}])[1]"
-    if attributes is None:
-        return priced
-    return f"coalesce({sql_reported_cost(attributes)}, {priced})"
 
 
 def sql_reported_cost(attributes: str) -> str:

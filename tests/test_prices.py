@@ -17,7 +17,9 @@ from ingest._prices import (
     PriceTable,
     PriceTableError,
     reported_cost,
-    sql_cost_expression,
+    sql_index_cost,
+    sql_price_index,
+    sql_reported_cost,
     unix_ns,
 )
 
@@ -507,6 +509,41 @@ def _values_query(expression: str, rows: list[tuple[Any, ...]]) -> str:
     return (
         f"SELECT id, {expression} AS cost FROM values({_literal(structure)},\n{body}) ORDER BY id"
     )
+
+
+def sql_cost_expression(
+    table: PriceTable,
+    *,
+    model: str = "if(ResponseModel != '', ResponseModel, RequestModel)",
+    provider: str = "Provider",
+    at_ns: str = "toUnixTimestamp64Nano(Timestamp)",
+    input_tokens: str = "InputTokens",
+    output_tokens: str = "OutputTokens",
+    cached_input_tokens: str = "0",
+    reasoning_tokens: str = "0",
+    attributes: str | None = None,
+) -> str:
+    """The SQL pieces ingest uses, composed into one expression (NULL unpriced), so a
+    grid of rows can be priced in SQL and compared with `PriceTable.cost`.
+
+    The arguments as `sql_price_index`'s and `sql_index_cost`'s. With `attributes` (a
+    Map(String, String) expression, e.g. `SpanAttributes`), a cost the span reports
+    itself wins, as in `span_cost`. (The index is bound once through a one-element
+    lambda, so the expression stands alone, without a WITH clause.)
+    """
+    index = sql_price_index(table, model=model, provider=provider, at_ns=at_ns)
+    cost = sql_index_cost(
+        table,
+        "price_k",
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cached_input_tokens=cached_input_tokens,
+        reasoning_tokens=reasoning_tokens,
+    )
+    priced = f"arrayMap(price_k -> {cost}, [{index}])[1]"
+    if attributes is None:
+        return priced
+    return f"coalesce({sql_reported_cost(attributes)}, {priced})"
 
 
 def _expression(table: PriceTable) -> str:
