@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -37,15 +38,37 @@ def counter(api: str, name: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+def child_pids(pid: int) -> list[int]:
+    """The process's children, whichever of its threads started them."""
+    return [
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+
+
 def peak_rss_mib(pid: int) -> float:
     """Peak RSS of the server and its child processes (the detectors run in one)."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     total = 0.0
-    for process in [pid, *map(int, children)]:
+    for process in [pid, *child_pids(pid)]:
         status = Path(f"/proc/{process}/status").read_text()
         match = re.search(r"VmHWM:\s+(\d+) kB", status)
         total += int(match.group(1)) / 1024 if match else float("nan")
     return total
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process, all its threads (ClickHouse's included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_process(pid: int) -> dict[str, float]:
+    """CPU seconds so far of the server and of its detector process (its one child)."""
+    return {
+        "server": cpu_seconds(pid),
+        "detectors": sum(cpu_seconds(child) for child in child_pids(pid)),
+    }
 
 
 def run_load(args: argparse.Namespace, endpoints: dict[str, str]) -> dict[str, Any]:
@@ -94,6 +117,7 @@ def main() -> None:
         endpoints = server.endpoints
         assert server.proc is not None
         try:
+            idle_cpu = cpu_by_process(server.proc.pid)
             load = run_load(args, endpoints)
             # The load tool pre-encodes its requests before it starts the clock; its
             # wall_s covers sending only. Storing ends when the last span is stored.
@@ -110,6 +134,7 @@ def main() -> None:
                     time.sleep(0.05)
                 walls[stage] = load["wall_s"] + (time.monotonic() - load_ended)
             rss = peak_rss_mib(server.proc.pid)
+            busy_cpu = cpu_by_process(server.proc.pid)
         finally:
             server.stop()
     figures = {
@@ -126,6 +151,14 @@ def main() -> None:
         "failed_requests": load["failed_requests"],
         "retries": load.get("retries", 0),
         "server_peak_rss_mib": round(rss),
+        # CPU per span is steadier than spans/s on a shared host: it does not move
+        # when a neighbour takes a core. Background merges still running are not in it.
+        "cpu_us_per_span": {
+            **{
+                process: round((busy_cpu[process] - idle_cpu[process]) / accepted * 1e6, 1)
+                for process in busy_cpu
+            },
+        },
     }
     print(json.dumps(figures, indent=2))
 

@@ -31,6 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from detectors._core import CoreClient, CoreProcessDied
 from detectors._findings import Finding
 from ingest import Segment
+from ingest._spacing import due_again
 
 log = logging.getLogger("agentwatch.detectors")
 
@@ -116,8 +117,10 @@ class DetectorStage:
         watermark_s: Callable[[], float] = time.time,
         tick_interval_s: float = 1.0,
         registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._core = core
+        self._clock = clock
         self._store = store
         self._watermark_s = watermark_s
         self._tick_interval_s = tick_interval_s
@@ -129,6 +132,9 @@ class DetectorStage:
         self._store_failing = False
         self._listeners: list[Callable[[Finding], None]] = []
         self._jobs: list[dict[str, Any]] | None = None  # re-sent to a restarted process
+        self._tick_decided = False  # a tick published findings the last save lacks
+        self._saved_at = 0.0  # clock() at the end of the last save
+        self._save_cost_s = 0.0  # how long it took
         self.metrics = DetectorMetrics(registry or CollectorRegistry())
 
     def add_listener(self, listener: Callable[[Finding], None]) -> None:
@@ -173,7 +179,11 @@ class DetectorStage:
 
     async def checkpoint(self) -> None:
         await self._flush()
+        started = self._clock()
         await self._call("save", [finding.as_dict() for finding in self._unwritten.values()])
+        self._saved_at = self._clock()
+        self._save_cost_s = self._saved_at - started
+        self._tick_decided = False
         self._fed_since_save.clear()
 
     async def tick(self, now_ns: int) -> None:
@@ -181,8 +191,15 @@ class DetectorStage:
         self.metrics.tick_time.set(now_ns / 1e9)
         if findings:
             self._queue(findings)
-            # What a tick decides is not in the log, so a replay cannot redo it at the
-            # same moment: save it now, or a crash could forget an opened finding.
+            self._tick_decided = True
+            await self._flush()
+        # What a tick decides is not in the log, so a replay cannot redo it at the same
+        # moment: it is saved soon, or a crash could forget an opened finding. At once
+        # while a finding is not in the store yet; else once the save is due, as a
+        # big state takes a second to save and a tick may find something every second.
+        if self._tick_decided and (
+            self._unwritten or due_again(self._clock() - self._saved_at, self._save_cost_s)
+        ):
             await self.checkpoint()
 
     async def _call(self, method: str, *args: Any) -> Any:

@@ -32,6 +32,7 @@ from ingest._errors import PermanentStoreError, TransientStoreError
 from ingest._logs import build_logs_record, log_record_count
 from ingest._metrics import IngestMetrics
 from ingest._resolve import build_record
+from ingest._spacing import due_again
 from ingest._translate import span_count
 from ingest._wal import Segment, WalConfig, WriteAheadLog
 
@@ -95,6 +96,7 @@ class IngestPipeline:
         self._consume_task: asyncio.Task[None] | None = None
         self._unreleased: list[Segment] = []  # consumed, awaiting the consumers' checkpoint
         self._last_checkpoint = time.monotonic()
+        self._checkpoint_cost_s = 0.0
         self.store_healthy = True
 
     @property
@@ -233,9 +235,20 @@ class IngestPipeline:
         """Delete stored segments once every consumer has checkpointed what it took."""
         if not self._unreleased:
             return
-        due = time.monotonic() - self._last_checkpoint >= self._config.checkpoint_interval_s
+        # A checkpoint saves the detectors' whole state, which grows with the traffic:
+        # spaced by its cost, but due when the segments it would free fill a quarter
+        # of the log's room.
+        due = (
+            due_again(
+                time.monotonic() - self._last_checkpoint,
+                self._checkpoint_cost_s,
+                self._config.checkpoint_interval_s,
+            )
+            or sum(segment.size for segment in self._unreleased) * 4 >= self._config.wal.max_bytes
+        )
         if self._consumers and not (force or due):
             return
+        started = time.monotonic()
         try:
             for consumer in self._consumers:
                 await consumer.checkpoint()
@@ -244,6 +257,7 @@ class IngestPipeline:
             return
         finally:
             self._last_checkpoint = time.monotonic()
+            self._checkpoint_cost_s = self._last_checkpoint - started
         for segment in self._unreleased:
             self._wal.release(segment)
         self._unreleased.clear()

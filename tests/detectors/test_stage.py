@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from detectors import FINDING_COLUMNS, DetectorStage, InlineCore, ProcessCore
+from detectors._findings import Finding
 from ingest import Segment
 from tests.otlp import make_request, make_span
 from tests.segments import write_segment
@@ -135,3 +136,82 @@ def test_findings_the_store_refuses_are_kept_and_written_later(tmp_path: Path) -
 
     sink = asyncio.run(scenario())
     assert counts(sink) == [3]
+
+
+class SlowSavingCore:
+    """A real inline core whose saves take one second of a fake clock, and whose next
+    tick can be made to publish a finding (as a zombie_run tick would)."""
+
+    def __init__(self, state_path: Path) -> None:
+        self.inner = InlineCore(CONFIG, state_path)
+        self.now_s = 1000.0
+        self.saves = 0
+        self.tick_finding: dict[str, Any] | None = None
+
+    def clock(self) -> float:
+        return self.now_s
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def stop(self) -> None:
+        await self.inner.stop()
+
+    async def call(self, method: str, *args: Any) -> Any:
+        result = await self.inner.call(method, *args)
+        if method == "save":
+            self.saves += 1
+            self.now_s += 1.0
+        if method == "tick" and self.tick_finding is not None:
+            result, self.tick_finding = [self.tick_finding], None
+        return result
+
+
+def silent_run_finding(number: int) -> dict[str, Any]:
+    return Finding(
+        id=f"zombie-{number}",
+        kind="zombie_run",
+        tenant="default",
+        severity="critical",
+        summary="run silent",
+        opened_at_ns=number,
+        updated_at_ns=number,
+    ).as_dict()
+
+
+def test_a_tick_finding_is_saved_at_once_only_while_saves_are_cheap_or_the_store_refuses(
+    tmp_path: Path,
+) -> None:
+    """Saving a big state takes seconds; ticks come every second. A tick's finding that
+    the store took is saved once a save is due (20 times its last duration after it)."""
+
+    async def scenario() -> None:
+        sink = RowSink()
+        core = SlowSavingCore(tmp_path / "state.json")
+        stage = DetectorStage(core, sink, clock=core.clock)
+        await stage.start()
+        await stage.checkpoint()  # took 1 s: the next is due 20 s after it
+        assert core.saves == 1
+
+        core.tick_finding = silent_run_finding(1)
+        await stage.tick(1)
+        assert [row["Id"] for row in sink.rows] == ["zombie-1"]  # in the store at once
+        assert core.saves == 1  # the state that opened it: not yet
+        core.now_s += 18.0
+        await stage.tick(2)
+        assert core.saves == 1
+        core.now_s += 2.0
+        await stage.tick(3)  # no new finding, but the last one is still unsaved
+        assert core.saves == 2
+        await stage.tick(4)
+        assert core.saves == 2  # nothing new to save
+
+        sink.refusing = True
+        core.tick_finding = silent_run_finding(2)
+        await stage.tick(5)
+        assert core.saves == 3  # only the saved state has it: saved at once
+        state = json.loads((tmp_path / "state.json").read_text())
+        assert [finding["id"] for finding in state["unwritten"]] == ["zombie-2"]
+        await stage.shutdown()
+
+    asyncio.run(scenario())
