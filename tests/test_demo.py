@@ -75,7 +75,8 @@ def test_the_demo_detects_every_injected_incident_and_nothing_else(tmp_path: Pat
 
 def test_the_demo_against_a_running_agentwatch_with_its_thresholds(tmp_path: Path) -> None:
     config, agents = _config.write_config(tmp_path / "config", None)
-    settings = make_settings(tmp_path / "data", config=config, agents=agents)
+    # Flushed as often as the demo's own agentwatch (each chDB insert costs CPU).
+    settings = make_settings(tmp_path / "data", config=config, agents=agents, flush_interval_s=0.5)
     with AgentwatchThread(settings) as server:
         # --data-dir: where it writes its config files for the user (not a temp dir here).
         target = ("--target", server.endpoints.api, "--otlp", server.grpc_target)
