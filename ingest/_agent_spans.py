@@ -17,7 +17,6 @@ from typing import NamedTuple
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
-from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from ingest._conventions import (
@@ -28,7 +27,7 @@ from ingest._conventions import (
     derive_step_fields,
 )
 from ingest._insert_sql import convention_key_names
-from ingest._resolve import scan_spans_decoded
+from ingest._resolve import decoded_attributes, scan_spans_decoded
 
 try:
     from ingest import _wirescan
@@ -178,7 +177,7 @@ def record_agent_spans(
         evaluation_events,
     ) in scanned:
         if hits:
-            attrs = _attributes(hits)
+            attrs = decoded_attributes(hits)
             fields = derive_step_fields(attrs)
         else:
             attrs, fields = _NO_ATTRIBUTES, _NO_FIELDS
@@ -209,7 +208,7 @@ def record_agent_spans(
                 fields.model,
                 fields.provider,
                 attrs,
-                tuple(evaluation_of(t, _attributes(e)) for t, e in evaluation_events)
+                tuple(evaluation_of(t, decoded_attributes(e)) for t, e in evaluation_events)
                 if evaluation_events
                 else (),
             )
@@ -238,7 +237,7 @@ def record_agent_spans_python(
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 raw_trace_id, raw_span_id, raw_parent_id, hits = next(scanned)
-                attrs = _attributes(hits) if hits else _NO_ATTRIBUTES
+                attrs = decoded_attributes(hits) if hits else _NO_ATTRIBUTES
                 fields = derive_step_fields(attrs) if hits else _NO_FIELDS
                 resolved = envelope.resolved.get(raw_span_id, _NOT_RESOLVED)
                 trace_id = raw_trace_id.hex()
@@ -332,33 +331,3 @@ def log_evaluation_spans(logs: LogsPayload) -> list[AgentSpan]:
             )
         )
     return out
-
-
-def _attributes(hits: list[bytes | tuple[str, str]]) -> dict[str, str]:
-    """The walker's hits as a dict: decoded pairs as they are, the rest decoded here."""
-    return dict(hit if type(hit) is tuple else _attribute(hit) for hit in hits)  # type: ignore[arg-type]
-
-
-def _attribute(serialized: bytes) -> tuple[str, str]:
-    """(key, value as text) of a serialized KeyValue; string values decoded directly.
-
-    Fast path for the common layout — `0A len key 12 len 0A len text`, all lengths one
-    byte — which is what OTLP encoders write for a short string attribute; anything
-    else goes through the protobuf runtime.
-    """
-    key_end = 2 + serialized[1]
-    if (
-        serialized[1] < 0x80
-        and len(serialized) > key_end + 3
-        and serialized[key_end] == 0x12
-        and serialized[key_end + 1] < 0x80
-        and serialized[key_end + 2] == 0x0A
-        and serialized[key_end + 3] < 0x80
-        and key_end + 4 + serialized[key_end + 3] == len(serialized)
-    ):
-        return (
-            serialized[2:key_end].decode("utf-8", "replace"),
-            serialized[key_end + 4 :].decode("utf-8", "replace"),
-        )
-    kv = KeyValue.FromString(serialized)
-    return kv.key, any_value_to_str(kv.value)

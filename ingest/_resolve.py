@@ -112,12 +112,34 @@ def scan_spans(body: bytes, keys: tuple[bytes, ...] = _CONTEXT_KEY_TUPLE) -> lis
     return scan_spans_python(body, frozenset(keys))
 
 
-def _context(hits: list[bytes]) -> dict[str, str]:
-    context = {}
-    for serialized in hits:
-        kv = KeyValue.FromString(serialized)
-        context[kv.key] = any_value_to_str(kv.value)
-    return context
+def decoded_attributes(hits: list[bytes | tuple[str, str]]) -> dict[str, str]:
+    """The walker's hits as a dict: decoded pairs as they are, the rest decoded here."""
+    return dict(hit if type(hit) is tuple else _attribute(hit) for hit in hits)  # type: ignore[arg-type]
+
+
+def _attribute(serialized: bytes) -> tuple[str, str]:
+    """(key, value as text) of a serialized KeyValue; string values decoded directly.
+
+    Fast path for the common layout — `0A len key 12 len 0A len text`, all lengths one
+    byte — which is what OTLP encoders write for a short string attribute; anything
+    else goes through the protobuf runtime.
+    """
+    key_end = 2 + serialized[1]
+    if (
+        serialized[1] < 0x80
+        and len(serialized) > key_end + 3
+        and serialized[key_end] == 0x12
+        and serialized[key_end + 1] < 0x80
+        and serialized[key_end + 2] == 0x0A
+        and serialized[key_end + 3] < 0x80
+        and key_end + 4 + serialized[key_end + 3] == len(serialized)
+    ):
+        return (
+            serialized[2:key_end].decode("utf-8", "replace"),
+            serialized[key_end + 4 :].decode("utf-8", "replace"),
+        )
+    kv = KeyValue.FromString(serialized)
+    return kv.key, any_value_to_str(kv.value)
 
 
 def resolve_request(
@@ -136,9 +158,9 @@ def resolve_request(
     # ends and arrives, its place in the trace is known from the marker, so the steps
     # under a running agent span take the agent's name as they arrive.
     announced: list[SpanLink] = []
-    for trace_id, span_id, parent_span_id, hits in scan_spans(body):
+    for trace_id, span_id, parent_span_id, hits in scan_spans_decoded(body, _CONTEXT_KEY_TUPLE):
         if hits:
-            context = _context(hits)
+            context = decoded_attributes(hits)
             agent_name, run_id, arg_hash = enclosing_context(context)
             started = context.get(PENDING_SPAN_ID, "")
             if started:

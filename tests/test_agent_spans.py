@@ -24,9 +24,8 @@ from ingest import (
     record_agent_spans,
     translate,
 )
-from ingest._agent_spans import _attribute
 from ingest._logs import build_logs_record
-from ingest._resolve import build_record
+from ingest._resolve import _attribute, build_record
 from ingest._wal_record import iter_records, read_logs_payload
 from tests.otlp import kv, make_request, make_span
 

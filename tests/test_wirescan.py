@@ -120,7 +120,7 @@ def _typed_values() -> list[AnyValue]:
 
 @pytest.mark.parametrize("value", _typed_values())
 def test_decoded_hits_read_like_the_protobuf_runtime(value: AnyValue) -> None:
-    from ingest._agent_spans import _attributes
+    from ingest._resolve import decoded_attributes
     from ingest._translate import any_value_to_str
 
     span = make_span("typed")
@@ -129,11 +129,11 @@ def test_decoded_hits_read_like_the_protobuf_runtime(value: AnyValue) -> None:
 
     ((_, _, _, hits),) = wirescan.scan(body, (b"gen_ai.tool.name",), True)
 
-    assert _attributes(hits) == {"gen_ai.tool.name": any_value_to_str(value)}
+    assert decoded_attributes(hits) == {"gen_ai.tool.name": any_value_to_str(value)}
 
 
 def test_invalid_utf8_is_left_to_python() -> None:
-    from ingest._agent_spans import _attributes
+    from ingest._resolve import decoded_attributes
 
     good = KeyValue(key="gen_ai.tool.name", value=AnyValue(string_value="x"))
     broken = good.SerializeToString()[:-1] + b"\xff"
@@ -148,7 +148,7 @@ def test_invalid_utf8_is_left_to_python() -> None:
     ((_, _, _, hits),) = wirescan.scan(spliced, (b"gen_ai.tool.name",), True)
 
     assert hits == [broken]
-    assert _attributes(hits) == {"gen_ai.tool.name": "\ufffd"}
+    assert decoded_attributes(hits) == {"gen_ai.tool.name": "\ufffd"}
 
 
 def test_hostile_records_never_crash_the_one_pass_reader() -> None:
