@@ -322,17 +322,18 @@ def test_open_zombie_survives_a_restart_and_resolves_after_it(
     assert not agent.errors
 
 
+# Short windows and 20 calls/s: ~100 calls in the long window, ~30 in the short one.
 SPIKE_CONFIG = """
 detectors:
   tool_failure_spike:
     min_calls: 10
     windows:
-      - {long: "10s", short: "3s", burn_rate: 4, severity: error}
+      - {long: "5s", short: "1.5s", burn_rate: 4, severity: error}
 """
 
 
 def _call_tools(agent: Agent, phases: list[tuple[float, int]], stop: threading.Event) -> None:
-    """Tool calls at 10/s: crm.lookup fails `n` in 20 per phase; kb.search 1 in 10 always."""
+    """Tool calls at 20/s: crm.lookup fails `n` in 20 per phase; kb.search 1 in 10 always."""
     tracer = agent.tracer
     i = 0
     for seconds, failing_in_20 in phases:
@@ -352,7 +353,7 @@ def _call_tools(agent: Agent, phases: list[tuple[float, int]], stop: threading.E
                     if i % 10 == 0:
                         call.mark_failed("NotFound", "no match")
             i += 1
-            Agent.work(0.1, stop)
+            Agent.work(0.05, stop)
 
 
 def test_tool_failure_spike_is_found_within_a_minute_and_resolves(tmp_path: Path) -> None:
@@ -365,8 +366,8 @@ def test_tool_failure_spike_is_found_within_a_minute_and_resolves(tmp_path: Path
     configure(tracer_provider=agent.provider)
     stop = threading.Event()
     try:
-        # 20 s healthy: the last 10 s are the long window, the first 10 s the baseline.
-        healthy = start(_call_tools, agent, [(20, 1)], stop)  # 5% (and kb.search 10%)
+        # 10 s healthy: the last 5 s are the long window, the first 5 s the baseline.
+        healthy = start(_call_tools, agent, [(10, 1)], stop)  # 5% (and kb.search 10%)
         healthy.join(120)
         jump_at = time.time()
         spiking = start(_call_tools, agent, [(60, 8)], stop)  # 40%
