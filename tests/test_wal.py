@@ -212,6 +212,30 @@ def test_a_segment_is_sealed_by_age_and_release_deletes_it(tmp_path: Path) -> No
     run(main)
 
 
+def test_while_the_consumer_is_busy_the_segment_grows_and_is_sealed_when_it_asks(
+    tmp_path: Path,
+) -> None:
+    """An insert costs ClickHouse a fixed ~0.3 s: while the store is busy with one, the
+    next segment takes everything that arrives instead of being sealed every second."""
+    config = WalConfig(seal_spans=10**9, seal_bytes=10**12, seal_age_s=0.05)
+
+    async def main() -> None:
+        wal = await opened(tmp_path, config)
+        await wal.append(record("a", "b"), 2)
+        # Ten times the seal age with no consumer waiting (proving a negative: a
+        # fixed wait): the age loop ran ~40 times and sealed nothing.
+        await asyncio.sleep(0.5)
+        assert wal.sealed_backlog() == 0
+        await wal.append(record("c"), 1)
+
+        segment = await within_deadline(wal.next_sealed())  # old enough: sealed at once
+
+        assert (segment.spans, span_names(segment.path)) == (3, ["a", "b", "c"])
+        await wal.close()
+
+    run(main)
+
+
 def test_an_empty_active_segment_is_not_sealed(tmp_path: Path) -> None:
     async def main() -> int:
         wal = await opened(tmp_path, WalConfig(seal_age_s=0.01))
