@@ -1,17 +1,64 @@
-"""Real OpenTelemetry SDK exporters (gRPC, HTTP/protobuf) and raw OTLP JSON, end to end."""
+"""Real OpenTelemetry SDK exporters (gRPC, HTTP/protobuf) and raw OTLP JSON, end to end.
+
+Tests that read back only the traces they sent share one agentwatch (`shared`); those
+that list traces or read totals have one of their own (`agentwatch`). chDB opens one
+data dir per process, so the shared one is stopped while another runs.
+"""
 
 from __future__ import annotations
 
 import gzip
 import json
 import secrets
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from examples.send_agent_trace import make_exporter, send_agent_run
-from tests.harness import AgentwatchThread, wait_for
+from tests.harness import AgentwatchThread, make_settings, wait_for
+
+
+class SharedAgentwatch:
+    """One agentwatch for several tests: started when first needed, stoppable in between."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.running: AgentwatchThread | None = None
+
+    def get(self) -> AgentwatchThread:
+        if self.running is None:
+            self.running = AgentwatchThread(make_settings(self.data_dir)).__enter__()
+        return self.running
+
+    def stop(self) -> None:
+        if self.running is not None:
+            running, self.running = self.running, None
+            running.stop()
+
+
+@pytest.fixture(scope="module")
+def _shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedAgentwatch]:
+    holder = SharedAgentwatch(tmp_path_factory.mktemp("end-to-end"))
+    try:
+        yield holder
+    finally:
+        holder.stop()
+
+
+@pytest.fixture
+def shared(_shared: SharedAgentwatch) -> AgentwatchThread:
+    return _shared.get()
+
+
+@pytest.fixture
+def agentwatch(_shared: SharedAgentwatch, tmp_path: Path) -> Iterator[AgentwatchThread]:
+    """A fresh agentwatch, alone in this process while the test runs."""
+    _shared.stop()
+    with AgentwatchThread(make_settings(tmp_path)) as running:
+        yield running
 
 
 def _trace(agentwatch: AgentwatchThread, trace_id: str, spans: int) -> dict[str, Any]:
@@ -27,8 +74,9 @@ def _trace(agentwatch: AgentwatchThread, trace_id: str, spans: int) -> dict[str,
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
 def test_sdk_exporter_agent_run_is_queryable_with_agent_fields(
-    agentwatch: AgentwatchThread, transport: str
+    shared: AgentwatchThread, transport: str
 ) -> None:
+    agentwatch = shared
     endpoint = (
         agentwatch.endpoints.otlp_grpc if transport == "grpc" else agentwatch.endpoints.otlp_http
     )
@@ -100,9 +148,8 @@ def _json_request(spans: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("gzipped", [False, True])
-def test_raw_otlp_json_with_hex_ids_children_first(
-    agentwatch: AgentwatchThread, gzipped: bool
-) -> None:
+def test_raw_otlp_json_with_hex_ids_children_first(shared: AgentwatchThread, gzipped: bool) -> None:
+    agentwatch = shared
     trace_id = secrets.token_hex(16)
     root_id, tool_id = secrets.token_hex(8), secrets.token_hex(8)
     tool = _json_span(
@@ -145,6 +192,13 @@ def test_raw_otlp_json_with_hex_ids_children_first(
     assert by_id[root_id]["kind"] == "Internal"
 
 
+def test_unknown_trace_is_404_and_bad_id_is_400(shared: AgentwatchThread) -> None:
+    agentwatch = shared
+    assert agentwatch.api(f"/api/v1/traces/{secrets.token_hex(16)}").status_code == 404
+    assert agentwatch.api("/api/v1/traces/not-hex").status_code == 400
+    assert agentwatch.api("/api/v1/traces", since="yesterday-ish").status_code == 400
+
+
 def test_trace_list_filters_by_agent_and_status(agentwatch: AgentwatchThread) -> None:
     endpoint = agentwatch.endpoints.otlp_grpc
     first = send_agent_run(make_exporter(False, endpoint, None), agent="alpha")
@@ -160,12 +214,6 @@ def test_trace_list_filters_by_agent_and_status(agentwatch: AgentwatchThread) ->
     assert listed[0]["status"] == "error"
     assert listed[0]["root_span_name"] == "invoke_agent beta"
     assert agentwatch.api("/api/v1/traces", status="ok").json()["traces"] == []
-
-
-def test_unknown_trace_is_404_and_bad_id_is_400(agentwatch: AgentwatchThread) -> None:
-    assert agentwatch.api(f"/api/v1/traces/{secrets.token_hex(16)}").status_code == 404
-    assert agentwatch.api("/api/v1/traces/not-hex").status_code == 400
-    assert agentwatch.api("/api/v1/traces", since="yesterday-ish").status_code == 400
 
 
 def test_health_readiness_and_metrics(agentwatch: AgentwatchThread) -> None:

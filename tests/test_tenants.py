@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -12,15 +12,20 @@ from examples.send_agent_trace import make_exporter, send_agent_run
 from tests.harness import AgentwatchThread, make_settings, wait_for
 
 
-@pytest.fixture
-def secured(tmp_path: Path) -> Iterator[AgentwatchThread]:
-    settings = make_settings(
-        tmp_path,
-        ingest_tokens={"ingest-a": "acme", "ingest-b": "globex"},
-        api_tokens={"read-a": "acme", "read-b": "globex"},
-    )
-    with AgentwatchThread(settings) as running:
-        yield running
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentwatchThread]:
+    """One agentwatch for the module: only the first test sends, to tenants of its own."""
+    with pytest.MonkeyPatch.context() as env:  # the autouse cleaner is per test
+        for name in list(os.environ):
+            if name.startswith(("AGENTWATCH_", "OTEL_")):
+                env.delenv(name)
+        settings = make_settings(
+            tmp_path_factory.mktemp("tenants"),
+            ingest_tokens={"ingest-a": "acme", "ingest-b": "globex"},
+            api_tokens={"read-a": "acme", "read-b": "globex"},
+        )
+        with AgentwatchThread(settings) as running:
+            yield running
 
 
 def _get(running: AgentwatchThread, path: str, token: str | None) -> httpx.Response:
