@@ -47,14 +47,18 @@ def child_pids(pid: int) -> list[int]:
     ]
 
 
-def peak_rss_mib(pid: int) -> float:
-    """Peak RSS of the server and its child processes (the detectors run in one)."""
-    total = 0.0
-    for process in [pid, *child_pids(pid)]:
+def peak_rss_mib(pid: int) -> dict[str, float]:
+    """Peak RSS of the server and of its detector process (its one child)."""
+
+    def peak(process: int) -> float:
         status = Path(f"/proc/{process}/status").read_text()
         match = re.search(r"VmHWM:\s+(\d+) kB", status)
-        total += int(match.group(1)) / 1024 if match else float("nan")
-    return total
+        return int(match.group(1)) / 1024 if match else float("nan")
+
+    return {
+        "server": peak(pid),
+        "detectors": sum(peak(child) for child in child_pids(pid)),
+    }
 
 
 def cpu_seconds(pid: int) -> float:
@@ -150,7 +154,8 @@ def main() -> None:
         "export_latency_p99_ms": round(load["latency_ms"]["p99"], 1),
         "failed_requests": load["failed_requests"],
         "retries": load.get("retries", 0),
-        "server_peak_rss_mib": round(rss),
+        "server_peak_rss_mib": round(sum(rss.values())),
+        "peak_rss_mib_by_process": {process: round(mib) for process, mib in rss.items()},
         # CPU per span is steadier than spans/s on a shared host: it does not move
         # when a neighbour takes a core. Background merges still running are not in it.
         "cpu_us_per_span": {
