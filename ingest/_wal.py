@@ -66,7 +66,7 @@ class WalConfig:
     max_bytes: int = 2 * 1024**3
     max_pending_bytes: int = 256 * 1024**2
     seal_spans: int = 50_000
-    seal_bytes: int = 64 * 1024**2
+    seal_bytes: int = 32 * 1024**2
     seal_age_s: float = 1.0
 
 
