@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, TypeVar
@@ -21,6 +22,22 @@ import httpx
 from agentwatch import Agentwatch, Endpoints, Settings
 
 T = TypeVar("T")
+
+_clients = threading.local()
+
+
+def http() -> httpx.Client:
+    """This thread's HTTP client for the tests' requests (10 s timeout, no cookies kept).
+
+    `httpx.get()` and friends build a client per call, TLS context included: ~50 ms of
+    CPU each, which a polling loop would spend over and over, beside the servers under
+    test. One client per thread keeps its connections too.
+    """
+    client: httpx.Client | None = getattr(_clients, "client", None)
+    if client is None:
+        no_cookies = CookieJar(DefaultCookiePolicy(allowed_domains=[]))
+        client = _clients.client = httpx.Client(timeout=10, cookies=no_cookies)
+    return client
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -105,7 +122,7 @@ class AgentwatchThread:
         self.stop()
 
     def api(self, path: str, **params: Any) -> httpx.Response:
-        return httpx.get(f"{self.endpoints.api}{path}", params=params, timeout=10)
+        return http().get(f"{self.endpoints.api}{path}", params=params)
 
 
 def serve_command(data_dir: Path, *extra_args: str) -> list[str]:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-import httpx
 from google.protobuf import json_format
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -21,6 +20,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+from tests.harness import http
 
 EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
@@ -146,7 +147,7 @@ def http_export(
         headers["content-encoding"] = "gzip"
     if token:
         headers["authorization"] = f"Bearer {token}"
-    response = httpx.post(f"{base_url}/v1/traces", content=body, headers=headers, timeout=10)
+    response = http().post(f"{base_url}/v1/traces", content=body, headers=headers, timeout=10)
     is_json = response.headers.get("content-type", "").startswith("application/json")
     result = ExportResult(
         ok=response.status_code == 200,

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from agentwatch_sdk import PendingSpanProcessor, configure, heartbeat, tool_call
 from opentelemetry import trace
@@ -36,7 +35,7 @@ import tests.sdk.support  # noqa: F401  (puts sdk/ on sys.path first)
 from agentwatch import _commands
 from agentwatch.cli import main
 from examples.send_agent_trace import make_exporter, send_agent_run
-from tests.harness import AgentwatchThread, make_settings, wait_for
+from tests.harness import AgentwatchThread, http, make_settings, wait_for
 
 TOKEN = "cli-token"
 OTHER_TOKEN = "other-tenant-token"  # sees nothing
@@ -144,7 +143,7 @@ class Scenario:
 
 
 def api_get(api: str, path: str, **params: Any) -> Any:
-    response = httpx.get(
+    response = http().get(
         f"{api}{path}", params=params, headers={"authorization": f"Bearer {TOKEN}"}, timeout=30
     )
     assert response.status_code == 200, response.text
@@ -157,7 +156,7 @@ def runaway(api: str, trace_id: str, state: str) -> dict[str, Any] | None:
 
 
 def stored(api: str, trace_id: str, spans: int) -> bool:
-    response = httpx.get(
+    response = http().get(
         f"{api}/api/v1/traces/{trace_id}",
         headers={"authorization": f"Bearer {TOKEN}"},
         timeout=30,

@@ -7,10 +7,8 @@ import signal
 import threading
 from pathlib import Path
 
-import httpx
-
 from ingest import ClickHouseStore, chdb_dsn
-from tests.harness import AgentwatchProcess, wait_for
+from tests.harness import AgentwatchProcess, http, wait_for
 from tests.otlp import grpc_export, make_request, make_span
 
 
@@ -42,7 +40,7 @@ class CountingClient:
 
 
 def _metric(api: str, name: str) -> float:
-    text = httpx.get(f"{api}/metrics", timeout=10).text
+    text = http().get(f"{api}/metrics", timeout=10).text
     match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
 

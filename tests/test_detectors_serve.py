@@ -16,7 +16,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from agentwatch_sdk import PendingSpanProcessor, configure, heartbeat, tool_call
 from opentelemetry._logs import LogRecord
@@ -31,7 +30,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.trace import Tracer
 
 import tests.sdk.support  # noqa: F401  (puts sdk/ on sys.path first)
-from tests.harness import AgentwatchProcess, wait_for
+from tests.harness import AgentwatchProcess, http, wait_for
 
 MIN_IDLE_S = 3.0
 CONFIG = f"""
@@ -122,7 +121,7 @@ def start(target: Any, *args: Any, **kwargs: Any) -> threading.Thread:
 
 
 def findings(server: AgentwatchProcess, **params: Any) -> list[dict[str, Any]]:
-    response = httpx.get(f"{server.endpoints['api']}/api/v1/findings", params=params, timeout=10)
+    response = http().get(f"{server.endpoints['api']}/api/v1/findings", params=params, timeout=10)
     assert response.status_code == 200, response.text
     found: list[dict[str, Any]] = response.json()["findings"]
     return found
@@ -130,7 +129,7 @@ def findings(server: AgentwatchProcess, **params: Any) -> list[dict[str, Any]]:
 
 def detectors_ticked_past(server: AgentwatchProcess, moment_s: float) -> bool:
     """Whether the detectors have ticked at an event time after `moment_s`."""
-    text = httpx.get(f"{server.endpoints['api']}/metrics", timeout=10).text
+    text = http().get(f"{server.endpoints['api']}/metrics", timeout=10).text
     for line in text.splitlines():
         if line.startswith("agentwatch_detector_tick_time_seconds "):
             return float(line.split()[1]) > moment_s
@@ -262,7 +261,7 @@ def test_healthy_slow_long_and_parallel_runs_raise_no_finding(server: Agentwatch
     def all_stored() -> bool:
         for trace_id in trace_ids:
             url = f"{server.endpoints['api']}/api/v1/traces/{trace_id}"
-            body = httpx.get(url, timeout=10).json()
+            body = http().get(url, timeout=10).json()
             if not any(s["operation"] == "invoke_agent" for s in body.get("spans", [])):
                 return False
         return True

@@ -46,7 +46,7 @@ from agentwatch._evalset import (
     trace_ids_of,
 )
 from agentwatch.cli import build_parser
-from tests.harness import AgentwatchThread, make_settings, wait_for
+from tests.harness import AgentwatchThread, http, make_settings, wait_for
 
 TOKEN = "evalset-token"
 CONFIG = """
@@ -155,7 +155,7 @@ class Scenario:
 
 def api_get(api: str, path: str, **params: Any) -> httpx.Response:
     headers = {"authorization": f"Bearer {TOKEN}"}
-    return httpx.get(f"{api}{path}", params=params, headers=headers, timeout=30)
+    return http().get(f"{api}{path}", params=params, headers=headers, timeout=30)
 
 
 def runaway_finding(api: str, trace_id: str) -> dict[str, Any] | None:

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Tracer
 
 import tests.sdk.support  # noqa: F401  (puts sdk/ on sys.path first)
-from tests.harness import AgentwatchProcess, wait_for
+from tests.harness import AgentwatchProcess, http, wait_for
 
 JOBS = """
 agents:
@@ -85,7 +85,7 @@ def run(tracer_: Tracer, agent: str, steps: list[tuple[str, str]], conversation:
 
 
 def api(server: AgentwatchProcess, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    return httpx.request(method, f"{server.endpoints['api']}{path}", timeout=10, **kwargs)
+    return http().request(method, f"{server.endpoints['api']}{path}", timeout=10, **kwargs)
 
 
 def findings(server: AgentwatchProcess, **params: Any) -> list[dict[str, Any]]:

@@ -39,7 +39,7 @@ from api._time import parse_duration_s
 from examples.send_agent_trace import make_exporter, send_agent_run
 from grafana import build_dashboards
 from ingest import ClickHouseStore
-from tests.harness import AgentwatchThread, make_settings, wait_for
+from tests.harness import AgentwatchThread, http, make_settings, wait_for
 
 GRAFANA = Path(__file__).resolve().parents[1] / "grafana"
 DATASOURCES = GRAFANA / "provisioning" / "datasources" / "agentwatch.yaml"
@@ -320,7 +320,7 @@ class Live:
 
     def get(self, path: str, **params: Any) -> httpx.Response:
         headers = {"authorization": f"Bearer {TOKEN}"}
-        return httpx.get(f"{self.api}{path}", params=params, headers=headers, timeout=30)
+        return http().get(f"{self.api}{path}", params=params, headers=headers, timeout=30)
 
 
 class ResearchAgent:
@@ -429,7 +429,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         with AgentwatchThread(settings, wrap_store=keep) as agentwatch:
             research = ResearchAgent(agentwatch.endpoints.otlp_grpc)
             trace_id, loop = seed(agentwatch, research)
-            openapi = httpx.get(f"{agentwatch.endpoints.api}/openapi.json", timeout=10).json()
+            openapi = http().get(f"{agentwatch.endpoints.api}/openapi.json", timeout=10).json()
             running = Live(agentwatch, stores[0], trace_id, openapi)
             try:
                 wait_for(lambda: seeded(running), timeout_s=60)
@@ -531,7 +531,7 @@ def test_every_query_answers_with_the_fields_its_panel_reads(
     live: Live, query: dict[str, Any]
 ) -> None:
     url, headers = datasource_request(live, query)
-    response = httpx.get(url, headers=headers, timeout=30)
+    response = http().get(url, headers=headers, timeout=30)
 
     assert response.status_code == 200, response.text
     promised = schema_fields(live.openapi, urlsplit(url).path, query["root_selector"])
@@ -558,7 +558,7 @@ def test_the_fleet_rates_are_the_seeded_ones(live: Live) -> None:
         [query] = stats[title]["targets"]
         url, headers = datasource_request(live, query)
         rows = rows_under(
-            httpx.get(url, headers=headers, timeout=30).json(), query["root_selector"]
+            http().get(url, headers=headers, timeout=30).json(), query["root_selector"]
         )
         value = summarize(query["summarizeExpression"], rows, query["columns"])
         assert value == pytest.approx(rate), title
@@ -568,15 +568,15 @@ def test_the_agent_variable_lists_the_seeded_agents(live: Live) -> None:
     [variable] = load_dashboards()["agentwatch-agent"]["templating"]["list"]
     query = variable["query"]["infinityQuery"]
     url, headers = datasource_request(live, query)
-    rows = rows_under(httpx.get(url, headers=headers, timeout=30).json(), query["root_selector"])
+    rows = rows_under(http().get(url, headers=headers, timeout=30).json(), query["root_selector"])
     assert {row[query["columns"][0]["selector"]] for row in rows} == {AGENT, "billing-agent"}
 
 
 def test_without_the_provisioned_token_the_api_refuses(live: Live) -> None:
     _, query = next(infinity_queries(load_dashboards()["agentwatch-fleet"]))
     url, _ = datasource_request(live, query)
-    assert httpx.get(url, timeout=30).status_code == 401
-    assert httpx.get(url, headers={"authorization": "Bearer x"}, timeout=30).status_code == 401
+    assert http().get(url, timeout=30).status_code == 401
+    assert http().get(url, headers={"authorization": "Bearer x"}, timeout=30).status_code == 401
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import httpx
 import pytest
 from google.protobuf import json_format
 from google.rpc import error_details_pb2, status_pb2
@@ -62,7 +61,7 @@ from agentwatch._http_server import HttpServer, bind_socket
 from collector import LOGS, TRACES, ExportHandler, GrpcReceiver, HttpReceiver, TokenAuthenticator
 from examples.send_agent_trace import make_exporter, send_agent_run
 from ingest import IngestMetrics, OverloadedError, log_record_count, span_count
-from tests.harness import AgentwatchProcess, AgentwatchThread, make_settings, wait_for
+from tests.harness import AgentwatchProcess, AgentwatchThread, http, make_settings, wait_for
 from tests.otlp import grpc_export, kv, make_request, make_span
 from tests.test_durability import FaultInjectingStore
 
@@ -184,7 +183,7 @@ def http_logs_export(
         headers["content-encoding"] = "gzip"
     if token:
         headers["authorization"] = f"Bearer {token}"
-    response = httpx.post(f"{base_url}/v1/logs", content=body, headers=headers, timeout=10)
+    response = http().post(f"{base_url}/v1/logs", content=body, headers=headers, timeout=10)
     is_json = response.headers.get("content-type", "").startswith("application/json")
     answer = Answer(
         ok=response.status_code == 200,
@@ -320,7 +319,7 @@ def emit_evaluations(
 
 def query_logs(api: str, token: str | None = None, **params: Any) -> list[dict[str, Any]]:
     headers = {"authorization": f"Bearer {token}"} if token else {}
-    response = httpx.get(f"{api}/api/v1/logs", params=params, headers=headers, timeout=10)
+    response = http().get(f"{api}/api/v1/logs", params=params, headers=headers, timeout=10)
     assert response.status_code == 200, response.text
     logs: list[dict[str, Any]] = response.json()["logs"]
     return logs
@@ -339,14 +338,14 @@ def wait_for_logs(
 
 
 def metric(api: str, name: str) -> float:
-    text = httpx.get(f"{api}/metrics", timeout=10).text
+    text = http().get(f"{api}/metrics", timeout=10).text
     match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
 
 
 def trace_span_count(api: str, trace_id: str, token: str | None = None) -> int:
     headers = {"authorization": f"Bearer {token}"} if token else {}
-    response = httpx.get(f"{api}/api/v1/traces/{trace_id}", headers=headers, timeout=10)
+    response = http().get(f"{api}/api/v1/traces/{trace_id}", headers=headers, timeout=10)
     return len(response.json()["spans"]) if response.status_code == 200 else 0
 
 
@@ -557,7 +556,7 @@ def test_a_request_spanning_a_hundred_and_one_days_is_stored(secured: Agentwatch
 
 
 def _stored(api: str) -> bool:
-    return httpx.get(f"{api}/readyz", timeout=10).status_code == 200
+    return http().get(f"{api}/readyz", timeout=10).status_code == 200
 
 
 def test_each_tenant_reads_only_its_own_logs(secured: AgentwatchThread) -> None:
@@ -585,7 +584,7 @@ def test_each_tenant_reads_only_its_own_logs(secured: AgentwatchThread) -> None:
     assert globex.trace_id not in seen_by_acme
     assert seen_by_globex == {globex.trace_id}
     assert query_logs(api, "read-a", service="globex-eval") == []
-    response = httpx.get(f"{api}/api/v1/logs", params={"trace_id": acme.trace_id}, timeout=10)
+    response = http().get(f"{api}/api/v1/logs", params={"trace_id": acme.trace_id}, timeout=10)
     assert response.status_code == 401
 
 
@@ -611,9 +610,8 @@ def test_logs_and_spans_sent_interleaved_both_come_back_complete(
 
     assert sorted(log["span_id"] for log in first_logs) == sorted(first.span_ids)
     assert sorted(log["span_id"] for log in second_logs) == sorted(second.span_ids)
-    trace = httpx.get(
-        f"{api}/api/v1/traces/{first_run}", headers={"authorization": "Bearer read-a"}, timeout=10
-    ).json()
+    headers = {"authorization": "Bearer read-a"}
+    trace = http().get(f"{api}/api/v1/traces/{first_run}", headers=headers, timeout=10).json()
     assert {span["agent_name"] for span in trace["spans"]} == {"billing-agent"}
 
 
@@ -821,11 +819,11 @@ def test_overloaded_pipeline_answers_logs_unavailable_or_503_with_retry_hint(
 
 def test_logs_path_methods_and_unknown_paths(sinks: Receivers) -> None:
     url = sinks.endpoints["otlp_http"]
-    get = httpx.get(f"{url}/v1/logs")
+    get = http().get(f"{url}/v1/logs")
     assert get.status_code == 405
     assert get.headers["allow"] == "POST"
-    assert httpx.post(f"{url}/v1/foo", content=b"").status_code == 404
-    assert httpx.get(f"{url}/v1/foo").status_code == 404
+    assert http().post(f"{url}/v1/foo", content=b"").status_code == 404
+    assert http().get(f"{url}/v1/foo").status_code == 404
     # Traces still go to the span sink, next to logs on the same receivers.
     body = make_request([make_span()]).SerializeToString()
     traced = grpc_export(sinks.endpoints["otlp_grpc"], body, token=TOKEN)

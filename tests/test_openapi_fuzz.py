@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from examples.send_agent_trace import make_exporter, send_agent_run
-from tests.harness import AgentwatchThread, make_settings, wait_for
+from tests.harness import AgentwatchThread, http, make_settings, wait_for
 
 TOKEN = "fuzz-token"
 
@@ -32,7 +31,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentwatchThread]
         trace_id = send_agent_run(make_exporter(False, running.grpc_target, "ingest"))
         url = f"{running.endpoints.api}/api/v1/traces/{trace_id}"
         headers = {"authorization": f"Bearer {TOKEN}"}
-        wait_for(lambda: httpx.get(url, headers=headers, timeout=10).status_code == 200)
+        wait_for(lambda: http().get(url, headers=headers, timeout=10).status_code == 200)
         yield running
 
 

@@ -32,7 +32,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Link, Status, StatusCode, Tracer
 
 from ingest._prices import PriceTable
-from tests.harness import AgentwatchThread, make_settings, wait_for
+from tests.harness import AgentwatchThread, http, make_settings, wait_for
 
 ACME, GLOBEX = "read-acme", "read-globex"
 TOOL_CALLS_ACME = 10  # 4 runs x 2 + 2 runs x 1
@@ -192,7 +192,7 @@ def _response(
     running: AgentwatchThread, token: str | None, path: str, **params: Any
 ) -> httpx.Response:
     headers = {"authorization": f"Bearer {token}"} if token else {}
-    return httpx.get(f"{running.endpoints.api}{path}", params=params, headers=headers, timeout=30)
+    return http().get(f"{running.endpoints.api}{path}", params=params, headers=headers, timeout=30)
 
 
 def _get(running: AgentwatchThread, token: str, path: str, **params: Any) -> Any:

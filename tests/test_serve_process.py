@@ -9,11 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 
 from agentwatch._serve import _without_password
-from tests.harness import AgentwatchProcess, serve_command
+from tests.harness import AgentwatchProcess, http, serve_command
 from tests.otlp import grpc_export, make_request, make_span
 
 
@@ -34,7 +33,7 @@ def test_serve_binds_free_ports_and_writes_endpoints_json(tmp_path: Path) -> Non
         assert set(endpoints) == {"otlp_grpc", "otlp_http", "api"}
         assert endpoints["otlp_grpc"].startswith("127.0.0.1:")
         assert endpoints["otlp_http"].startswith("http://127.0.0.1:")
-        assert httpx.get(f"{endpoints['api']}/readyz").json() == {"status": "ready"}
+        assert http().get(f"{endpoints['api']}/readyz").json() == {"status": "ready"}
     finally:
         code, out, err = server.stop()
     assert code == 0
@@ -59,10 +58,11 @@ def test_sigterm_stores_every_acknowledged_span_before_exit(tmp_path: Path) -> N
 
     restarted = AgentwatchProcess(data_dir).start()
     try:
-        traces = httpx.get(
+        response = http().get(
             f"{restarted.endpoints['api']}/api/v1/traces",
             params={"since": "2026-11-01T00:00:00Z", "limit": 1000},
-        ).json()["traces"]
+        )
+        traces = response.json()["traces"]
     finally:
         restarted.stop()
     assert sum(t["span_count"] for t in traces) == acknowledged
@@ -188,7 +188,7 @@ def test_a_clickhouse_server_that_is_down_at_start_does_not_stop_intake(tmp_path
         result = grpc_export(
             server.endpoints["otlp_grpc"], make_request([make_span()]).SerializeToString()
         )
-        ready = httpx.get(f"{server.endpoints['api']}/readyz")
+        ready = http().get(f"{server.endpoints['api']}/readyz")
     finally:
         server.kill()
     assert result.ok  # acknowledged: it is in the write-ahead log

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from examples.send_agent_trace import make_exporter, send_agent_run
-from tests.harness import AgentwatchThread, make_settings, wait_for
+from tests.harness import AgentwatchThread, http, make_settings, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentwatchThre
 
 def _get(running: AgentwatchThread, path: str, token: str | None) -> httpx.Response:
     headers = {"authorization": f"Bearer {token}"} if token else {}
-    return httpx.get(f"{running.endpoints.api}{path}", headers=headers, timeout=10)
+    return http().get(f"{running.endpoints.api}{path}", headers=headers, timeout=10)
 
 
 def test_each_tenant_reads_only_its_own_traces(secured: AgentwatchThread) -> None:

@@ -9,13 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from tests.harness import AgentwatchProcess, wait_for
+from tests.harness import AgentwatchProcess, http, wait_for
 
 
 def findings(server: AgentwatchProcess, **params: Any) -> list[dict[str, Any]]:
-    response = httpx.get(f"{server.endpoints['api']}/api/v1/findings", params=params, timeout=10)
+    response = http().get(f"{server.endpoints['api']}/api/v1/findings", params=params, timeout=10)
     assert response.status_code == 200, response.text
     found: list[dict[str, Any]] = response.json()["findings"]
     return found

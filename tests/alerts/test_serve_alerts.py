@@ -12,13 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from agentwatch_sdk import configure
 
 from api.alerts._formats import verify_webhook
 from tests.alerts.receivers import Receiver
-from tests.harness import AgentwatchProcess, wait_for
+from tests.harness import AgentwatchProcess, http, wait_for
 from tests.test_detectors_serve import Agent, finding_for, start
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -76,7 +75,7 @@ def loop_until_found(server: AgentwatchProcess, name: str) -> tuple[Agent, str]:
 
 
 def alerts_api(server: AgentwatchProcess, **params: Any) -> list[dict[str, Any]]:
-    response = httpx.get(f"{server.endpoints['api']}/api/v1/alerts", params=params, timeout=10)
+    response = http().get(f"{server.endpoints['api']}/api/v1/alerts", params=params, timeout=10)
     assert response.status_code == 200, response.text
     found: list[dict[str, Any]] = response.json()["alerts"]
     return found
