@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -81,27 +82,86 @@ def test_second_process_on_the_same_data_dir_is_refused_in_one_line(tmp_path: Pa
     assert "data dir in use by another agentwatch" in second.stderr
 
 
-@pytest.mark.parametrize(
-    ("args", "env", "expected"),
-    [
-        ([], {"AGENTWATCH_RETENTION_DAYS": "soon"}, "AGENTWATCH_RETENTION_DAYS"),
-        (["--otlp-grpc", "0.0.0.0:4317"], {}, "AGENTWATCH_INGEST_TOKENS is not set"),
-        (["--api", "0.0.0.0:8000"], {}, "AGENTWATCH_API_TOKENS is not set"),
-        (["--api", "localhost"], {}, "AGENTWATCH_API"),
-        ([], {"AGENTWATCH_INGEST_TOKENS": "no-tenant"}, "AGENTWATCH_INGEST_TOKENS"),
-        (["--clickhouse-url", "ftp://x"], {}, "AGENTWATCH_CLICKHOUSE_URL"),
-        ([], {"AGENTWATCH_CLICKHOUSE_QUERY_URL": "chdb:///x"}, "AGENTWATCH_CLICKHOUSE_QUERY_URL"),
-        (
-            [],
-            {"AGENTWATCH_CLICKHOUSE_QUERY_URL": "http://ro@localhost:8123"},
-            "AGENTWATCH_CLICKHOUSE_QUERY_URL is set but AGENTWATCH_CLICKHOUSE_URL",
-        ),
-    ],
-)
+BAD_CONFIGURATIONS = [
+    ([], {"AGENTWATCH_RETENTION_DAYS": "soon"}, "AGENTWATCH_RETENTION_DAYS"),
+    (["--otlp-grpc", "0.0.0.0:4317"], {}, "AGENTWATCH_INGEST_TOKENS is not set"),
+    (["--api", "0.0.0.0:8000"], {}, "AGENTWATCH_API_TOKENS is not set"),
+    (["--api", "localhost"], {}, "AGENTWATCH_API"),
+    ([], {"AGENTWATCH_INGEST_TOKENS": "no-tenant"}, "AGENTWATCH_INGEST_TOKENS"),
+    (["--clickhouse-url", "ftp://x"], {}, "AGENTWATCH_CLICKHOUSE_URL"),
+    ([], {"AGENTWATCH_CLICKHOUSE_QUERY_URL": "chdb:///x"}, "AGENTWATCH_CLICKHOUSE_QUERY_URL"),
+    (
+        [],
+        {"AGENTWATCH_CLICKHOUSE_QUERY_URL": "http://ro@localhost:8123"},
+        "AGENTWATCH_CLICKHOUSE_QUERY_URL is set but AGENTWATCH_CLICKHOUSE_URL",
+    ),
+]
+BAD_CONFIG_FILES = [
+    ("detectors: {}\nalertz: {}\n", "unknown key 'alertz'"),
+    ("detectors: [\n", "not valid YAML"),
+    (
+        "detectors:\n  zombie_run: {min_idle: soon}\n",
+        "detectors.zombie_run.min_idle: 'soon' is not a duration",
+    ),
+    ("detectors:\n  runaway_loop: {max_repeat: 3}\n", "detectors.runaway_loop.max_repeat"),
+    (
+        "detectors:\n  overrides: {billing: {zombie_run: {min_idle: -1}}}\n",
+        "detectors.overrides.billing.zombie_run.min_idle",
+    ),
+    ("pricing: {model: x}\n", "pricing must be a list of price entries"),
+    (
+        "pricing:\n  - {model: my-model, input: 1.0}\n",
+        "pricing[0] (model 'my-model'): output: Field required",
+    ),
+    (
+        "pricing:\n  - {model: my-model, input: -1, output: 2}\n",
+        "pricing[0] (model 'my-model'): input: Input should be greater than or equal to 0",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def refused(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Each refused start-up below, by the message it expects, one per core at a time.
+
+    Each is a whole `agentwatch serve` process that spends its ~2 s importing (CPU), so
+    they share the cores instead of running one after the other.
+    """
+    root = tmp_path_factory.mktemp("refused")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTWATCH_", "OTEL_"))}
+    commands: dict[str, tuple[list[str], dict[str, str]]] = {}
+    for n, (args, env, expected) in enumerate(BAD_CONFIGURATIONS):
+        data_dir = root / f"configuration-{n}"
+        data_dir.mkdir()
+        commands[expected] = (["serve", "--data-dir", str(data_dir), *args], {**clean, **env})
+    for n, (content, expected) in enumerate(BAD_CONFIG_FILES):
+        config = root / f"config-{n}" / "agentwatch.yaml"
+        config.parent.mkdir()
+        config.write_text(content)
+        data_dir = config.parent / "d"
+        commands[expected] = (
+            ["serve", "--data-dir", str(data_dir), "--config", str(config)],
+            clean,
+        )
+    assert len(commands) == len(BAD_CONFIGURATIONS) + len(BAD_CONFIG_FILES)  # keys unique
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        running = {
+            expected: pool.submit(_run_cli, *argv, env=env)
+            for expected, (argv, env) in commands.items()
+        }
+        return {expected: future.result() for expected, future in running.items()}
+
+
+@pytest.mark.parametrize(("args", "env", "expected"), BAD_CONFIGURATIONS)
 def test_bad_configuration_is_one_line_naming_the_setting(
-    tmp_path: Path, args: list[str], env: dict[str, str], expected: str
+    refused: dict[str, subprocess.CompletedProcess[str]],
+    args: list[str],
+    env: dict[str, str],
+    expected: str,
 ) -> None:
-    result = _run_cli("serve", "--data-dir", str(tmp_path), *args, env={**os.environ, **env})
+    result = refused[expected]  # serve --data-dir DIR *args, with env
 
     assert result.returncode == 2
     assert expected in result.stderr
@@ -109,36 +169,11 @@ def test_bad_configuration_is_one_line_naming_the_setting(
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize(
-    ("content", "expected"),
-    [
-        ("detectors: {}\nalertz: {}\n", "unknown key 'alertz'"),
-        ("detectors: [\n", "not valid YAML"),
-        (
-            "detectors:\n  zombie_run: {min_idle: soon}\n",
-            "detectors.zombie_run.min_idle: 'soon' is not a duration",
-        ),
-        ("detectors:\n  runaway_loop: {max_repeat: 3}\n", "detectors.runaway_loop.max_repeat"),
-        (
-            "detectors:\n  overrides: {billing: {zombie_run: {min_idle: -1}}}\n",
-            "detectors.overrides.billing.zombie_run.min_idle",
-        ),
-        ("pricing: {model: x}\n", "pricing must be a list of price entries"),
-        (
-            "pricing:\n  - {model: my-model, input: 1.0}\n",
-            "pricing[0] (model 'my-model'): output: Field required",
-        ),
-        (
-            "pricing:\n  - {model: my-model, input: -1, output: 2}\n",
-            "pricing[0] (model 'my-model'): input: Input should be greater than or equal to 0",
-        ),
-    ],
-)
-def test_bad_config_file_is_one_line(tmp_path: Path, content: str, expected: str) -> None:
-    config = tmp_path / "agentwatch.yaml"
-    config.write_text(content)
-
-    result = _run_cli("serve", "--data-dir", str(tmp_path / "d"), "--config", str(config))
+@pytest.mark.parametrize(("content", "expected"), BAD_CONFIG_FILES)
+def test_bad_config_file_is_one_line(
+    refused: dict[str, subprocess.CompletedProcess[str]], content: str, expected: str
+) -> None:
+    result = refused[expected]  # serve --data-dir DIR --config (a file of `content`)
 
     assert result.returncode == 2
     assert expected in result.stderr
