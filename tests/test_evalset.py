@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -219,6 +220,58 @@ def export_evalset(*args: str, token: str | None = TOKEN) -> subprocess.Complete
     )
 
 
+@dataclass
+class Exports:
+    out_dir: Path  # where the runs that take --out write
+    done: dict[str, subprocess.CompletedProcess[str]]  # each run below, by name
+
+
+@pytest.fixture(scope="module")
+def exports(scenario: Scenario, tmp_path_factory: pytest.TempPathFactory) -> Exports:
+    """The CLI runs against the scenario, by name, one per core at a time.
+
+    Each is a subprocess that spends ~2 s importing (CPU) and then only reads the API,
+    so they share the cores instead of running one after the other.
+    """
+    out_dir = tmp_path_factory.mktemp("exports")
+    api, finding = scenario.api, scenario.finding["id"]
+    runs: dict[str, tuple[tuple[str, ...], str | None]] = {
+        "finding": (
+            ("--finding", finding, "--api", api, "--out", str(out_dir / "finding.jsonl")),
+            TOKEN,
+        ),
+        "billing": (
+            ("--agent", "billing-agent", "--since", "1h", "--api", api, "--token", TOKEN),
+            None,
+        ),
+        "support": (("--agent", "support-agent", "--api", api, "--out", "-"), TOKEN),
+        "nobody": (
+            ("--agent", "nobody", "--api", api, "--out", str(out_dir / "nobody.jsonl")),
+            TOKEN,
+        ),
+        "future": (
+            ("--agent", "billing-agent", "--since", "2999-01-01T00:00:00Z", "--api", api),
+            TOKEN,
+        ),
+        "before": (
+            ("--agent", "billing-agent", "--since", "2h", "--until", "1h", "--api", api),
+            TOKEN,
+        ),
+        "endpoints file": (("--finding", finding, "--data-dir", str(scenario.data_dir)), TOKEN),
+        "unknown finding": (
+            ("--finding", "0" * 32, "--api", api, "--out", str(out_dir / "unknown.jsonl")),
+            TOKEN,
+        ),
+        "no token": (("--finding", finding, "--api", api), None),
+    }
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        running = {
+            name: pool.submit(export_evalset, *args, token=token)
+            for name, (args, token) in runs.items()
+        }
+        return Exports(out_dir, {name: future.result() for name, future in running.items()})
+
+
 def read_cases(text: str) -> list[dict[str, Any]]:
     lines = text.splitlines()
     assert lines, "no cases"
@@ -231,12 +284,10 @@ def read_cases(text: str) -> list[dict[str, Any]]:
 
 
 def test_a_finding_exports_its_run_with_input_output_tool_calls_finding_and_scores(
-    scenario: Scenario, tmp_path: Path
+    scenario: Scenario, exports: Exports
 ) -> None:
-    out = tmp_path / "cases.jsonl"
-    done = export_evalset(
-        "--finding", scenario.finding["id"], "--api", scenario.api, "--out", str(out)
-    )
+    out = exports.out_dir / "finding.jsonl"
+    done = exports.done["finding"]  # --finding ID --api API --out OUT
 
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
@@ -276,19 +327,11 @@ def test_a_finding_exports_its_run_with_input_output_tool_calls_finding_and_scor
     )
 
 
-def test_an_agent_exports_the_runs_of_its_findings_only(scenario: Scenario) -> None:
-    billing = export_evalset(
-        "--agent",
-        "billing-agent",
-        "--since",
-        "1h",
-        "--api",
-        scenario.api,
-        "--token",
-        TOKEN,
-        token=None,
-    )
-    support = export_evalset("--agent", "support-agent", "--api", scenario.api, "--out", "-")
+def test_an_agent_exports_the_runs_of_its_findings_only(
+    scenario: Scenario, exports: Exports
+) -> None:
+    billing = exports.done["billing"]  # --agent billing-agent --since 1h --token (no env)
+    support = exports.done["support"]  # --agent support-agent --out -
 
     assert billing.returncode == 0, billing.stderr
     assert [c["trace_id"] for c in read_cases(billing.stdout)] == [scenario.looping]
@@ -299,17 +342,11 @@ def test_an_agent_exports_the_runs_of_its_findings_only(scenario: Scenario) -> N
     assert [f["kind"] for f in case["findings"]] == ["runaway_loop"]
 
 
-def test_an_agent_without_findings_in_the_range_writes_nothing(
-    scenario: Scenario, tmp_path: Path
-) -> None:
-    out = tmp_path / "cases.jsonl"
-    unknown = export_evalset("--agent", "nobody", "--api", scenario.api, "--out", str(out))
-    future = export_evalset(
-        "--agent", "billing-agent", "--since", "2999-01-01T00:00:00Z", "--api", scenario.api
-    )
-    before = export_evalset(
-        "--agent", "billing-agent", "--since", "2h", "--until", "1h", "--api", scenario.api
-    )
+def test_an_agent_without_findings_in_the_range_writes_nothing(exports: Exports) -> None:
+    out = exports.out_dir / "nobody.jsonl"
+    unknown = exports.done["nobody"]  # --agent nobody --out OUT
+    future = exports.done["future"]  # --agent billing-agent --since 2999-01-01T00:00:00Z
+    before = exports.done["before"]  # --agent billing-agent --since 2h --until 1h
 
     assert unknown.returncode == 1, unknown.stderr
     assert "no findings of agent nobody" in unknown.stderr
@@ -320,16 +357,18 @@ def test_an_agent_without_findings_in_the_range_writes_nothing(
     assert before.stdout == ""
 
 
-def test_the_api_address_comes_from_the_data_dirs_endpoints_file(scenario: Scenario) -> None:
-    done = export_evalset("--finding", scenario.finding["id"], "--data-dir", str(scenario.data_dir))
+def test_the_api_address_comes_from_the_data_dirs_endpoints_file(
+    scenario: Scenario, exports: Exports
+) -> None:
+    done = exports.done["endpoints file"]  # --finding ID --data-dir DIR (no --api)
 
     assert done.returncode == 0, done.stderr
     assert [c["trace_id"] for c in read_cases(done.stdout)] == [scenario.looping]
 
 
-def test_an_unknown_finding_is_one_line_and_exit_2(scenario: Scenario, tmp_path: Path) -> None:
-    out = tmp_path / "cases.jsonl"
-    done = export_evalset("--finding", "0" * 32, "--api", scenario.api, "--out", str(out))
+def test_an_unknown_finding_is_one_line_and_exit_2(scenario: Scenario, exports: Exports) -> None:
+    out = exports.out_dir / "unknown.jsonl"
+    done = exports.done["unknown finding"]  # --finding 000...0 --api API --out OUT
 
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
@@ -338,8 +377,8 @@ def test_an_unknown_finding_is_one_line_and_exit_2(scenario: Scenario, tmp_path:
     assert not out.exists()
 
 
-def test_a_missing_token_is_one_line_and_exit_2(scenario: Scenario) -> None:
-    done = export_evalset("--finding", scenario.finding["id"], "--api", scenario.api, token=None)
+def test_a_missing_token_is_one_line_and_exit_2(exports: Exports) -> None:
+    done = exports.done["no token"]  # --finding ID --api API, no token anywhere
 
     assert done.returncode == 2
     [line] = done.stderr.splitlines()
