@@ -35,12 +35,17 @@ def test_the_zombie_agent_example_is_found_and_resolves(tmp_path: Path) -> None:
         assert agent.poll() is None  # the process is alive: a zombie, not a crash
 
         agent.send_signal(signal.SIGINT)
-        assert agent.wait(30) == 0
+        # It exports what is left before exiting; on a busy 2-core CI machine one
+        # run took over 30 s (the exporter retries): its output says where it was.
+        try:
+            output, _ = agent.communicate(timeout=90)
+        except subprocess.TimeoutExpired as exc:
+            raise AssertionError(f"still running after Ctrl-C; output: {exc.output!r}") from exc
+        assert agent.returncode == 0, output
         resolved = wait_for(lambda: findings(server, kind="zombie_run", state="resolved"), 90)
         assert resolved[0]["id"] == zombie["id"]
     finally:
         if agent.poll() is None:
             agent.kill()
         server.kill()
-    assert agent.stdout is not None
-    assert "step 4 done" in agent.stdout.read()
+    assert "step 4 done" in output
