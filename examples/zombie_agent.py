@@ -29,7 +29,11 @@ HANG = threading.Event()  # never set: the upstream call that never answers
 @tool_call("crm.lookup")
 def lookup(customer_id: str, hang: bool = False) -> dict[str, str]:
     if hang:
-        HANG.wait()
+        # Waits in short steps: Python runs a signal handler (Ctrl-C) in the main
+        # thread only when that thread runs, and the kernel may hand SIGINT to one of
+        # the exporter's threads, which would leave a plain wait() blocked for good.
+        while not HANG.wait(0.5):
+            pass
     return {"customer_id": customer_id, "plan": "pro"}
 
 
