@@ -30,8 +30,8 @@ HANG = threading.Event()  # never set: the upstream call that never answers
 def lookup(customer_id: str, hang: bool = False) -> dict[str, str]:
     if hang:
         # Waits in short steps: Python runs a signal handler (Ctrl-C) in the main
-        # thread only when that thread runs, and the kernel may hand SIGINT to one of
-        # the exporter's threads, which would leave a plain wait() blocked for good.
+        # thread, when that thread next runs; if another thread took the signal, a
+        # plain wait() would never return to run it.
         while not HANG.wait(0.5):
             pass
     return {"customer_id": customer_id, "plan": "pro"}
