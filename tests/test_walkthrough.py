@@ -19,6 +19,16 @@ def findings(server: AgentwatchProcess, **params: Any) -> list[dict[str, Any]]:
     return found
 
 
+def _sigint_as_from_a_terminal() -> None:
+    """In the agent, before it starts: SIGINT at its default, as a shell gives it.
+
+    A child inherits an ignored SIGINT, and a test run started in the background by a
+    non-interactive shell (`make test &`, nohup) has SIGINT ignored: the agent then
+    ignored the test's Ctrl-C (seen with faulthandler: still polling 90 s later).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_the_zombie_agent_example_is_found_and_resolves(tmp_path: Path) -> None:
     config = tmp_path / "agentwatch.yaml"
     config.write_text('detectors:\n  zombie_run: {min_idle: "3s"}\n')  # README: 2 min
@@ -29,6 +39,7 @@ def test_the_zombie_agent_example_is_found_and_resolves(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_sigint_as_from_a_terminal,
     )
     try:
         (zombie,) = wait_for(lambda: findings(server, kind="zombie_run", state="open"), 90)
@@ -37,8 +48,7 @@ def test_the_zombie_agent_example_is_found_and_resolves(tmp_path: Path) -> None:
         assert agent.poll() is None  # the process is alive: a zombie, not a crash
 
         agent.send_signal(signal.SIGINT)
-        # It exports what is left before exiting. In two full clean-clone runs (never
-        # alone) it went on hanging after SIGINT: a failure shows every thread's stack.
+        # It exports what is left before exiting; a hang shows every thread's stack.
         try:
             output, errors = agent.communicate(timeout=90)
         except subprocess.TimeoutExpired:
