@@ -17,7 +17,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import time
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -28,7 +27,7 @@ from detectors._engine import DetectorEngine
 from detectors._jobs import JobRegistry
 from ingest import read_agent_spans
 from ingest._prices import PriceTable
-from ingest._spacing import due_again
+from ingest._spacing import CostSpacing
 
 log = logging.getLogger("agentwatch.detectors")
 
@@ -258,12 +257,9 @@ class SpacedGarbageCollection:
 
     def __init__(self) -> None:
         gc.disable()
-        self._ended_at = time.monotonic()
-        self._cost_s = 0.0
+        self._spacing = CostSpacing()
 
     def collect_if_due(self) -> None:
-        if due_again(time.monotonic() - self._ended_at, self._cost_s):
-            started = time.monotonic()
-            gc.collect()
-            self._ended_at = time.monotonic()
-            self._cost_s = self._ended_at - started
+        if self._spacing.due():
+            with self._spacing.timed():
+                gc.collect()

@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from detectors._core import CoreClient, CoreProcessDied
 from detectors._findings import Finding
 from ingest import Segment
-from ingest._spacing import due_again
+from ingest._spacing import CostSpacing
 
 log = logging.getLogger("agentwatch.detectors")
 
@@ -120,7 +120,6 @@ class DetectorStage:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._core = core
-        self._clock = clock
         self._store = store
         self._watermark_s = watermark_s
         self._tick_interval_s = tick_interval_s
@@ -133,8 +132,7 @@ class DetectorStage:
         self._listeners: list[Callable[[Finding], None]] = []
         self._jobs: list[dict[str, Any]] | None = None  # re-sent to a restarted process
         self._tick_decided = False  # a tick published findings the last save lacks
-        self._saved_at = 0.0  # clock() at the end of the last save
-        self._save_cost_s = 0.0  # how long it took
+        self._saves = CostSpacing(clock)
         self.metrics = DetectorMetrics(registry or CollectorRegistry())
 
     def add_listener(self, listener: Callable[[Finding], None]) -> None:
@@ -179,10 +177,8 @@ class DetectorStage:
 
     async def checkpoint(self) -> None:
         await self._flush()
-        started = self._clock()
-        await self._call("save", [finding.as_dict() for finding in self._unwritten.values()])
-        self._saved_at = self._clock()
-        self._save_cost_s = self._saved_at - started
+        with self._saves.timed():
+            await self._call("save", [finding.as_dict() for finding in self._unwritten.values()])
         self._tick_decided = False
         self._fed_since_save.clear()
 
@@ -197,9 +193,7 @@ class DetectorStage:
         # moment: it is saved soon, or a crash could forget an opened finding. At once
         # while a finding is not in the store yet; else once the save is due, as a
         # big state takes a second to save and a tick may find something every second.
-        if self._tick_decided and (
-            self._unwritten or due_again(self._clock() - self._saved_at, self._save_cost_s)
-        ):
+        if self._tick_decided and (self._unwritten or self._saves.due()):
             await self.checkpoint()
 
     async def _call(self, method: str, *args: Any) -> Any:

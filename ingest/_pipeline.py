@@ -32,7 +32,7 @@ from ingest._errors import PermanentStoreError, TransientStoreError
 from ingest._logs import build_logs_record, log_record_count
 from ingest._metrics import IngestMetrics
 from ingest._resolve import build_record
-from ingest._spacing import due_again
+from ingest._spacing import CostSpacing
 from ingest._translate import span_count
 from ingest._wal import Segment, WalConfig, WriteAheadLog
 
@@ -95,8 +95,7 @@ class IngestPipeline:
         self._stored: asyncio.Queue[Segment | None] = asyncio.Queue(maxsize=2)
         self._consume_task: asyncio.Task[None] | None = None
         self._unreleased: list[Segment] = []  # consumed, awaiting the consumers' checkpoint
-        self._last_checkpoint = time.monotonic()
-        self._checkpoint_cost_s = 0.0
+        self._checkpoints = CostSpacing()
         self.store_healthy = True
 
     @property
@@ -239,25 +238,18 @@ class IngestPipeline:
         # spaced by its cost, but due when the segments it would free fill a quarter
         # of the log's room.
         due = (
-            due_again(
-                time.monotonic() - self._last_checkpoint,
-                self._checkpoint_cost_s,
-                self._config.checkpoint_interval_s,
-            )
+            self._checkpoints.due(self._config.checkpoint_interval_s)
             or sum(segment.size for segment in self._unreleased) * 4 >= self._config.wal.max_bytes
         )
         if self._consumers and not (force or due):
             return
-        started = time.monotonic()
         try:
-            for consumer in self._consumers:
-                await consumer.checkpoint()
+            with self._checkpoints.timed():
+                for consumer in self._consumers:
+                    await consumer.checkpoint()
         except Exception:
             log.exception("consumer checkpoint failed; keeping the log segments for replay")
             return
-        finally:
-            self._last_checkpoint = time.monotonic()
-            self._checkpoint_cost_s = self._last_checkpoint - started
         for segment in self._unreleased:
             self._wal.release(segment)
         self._unreleased.clear()
