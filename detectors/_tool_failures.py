@@ -61,6 +61,54 @@ class _Series:
     baseline_at: int = 0  # bucket index the baseline was last decayed to
     examples: list[str] = field(default_factory=list)  # recent failing trace ids
     finding: Finding | None = None
+    sums: _WindowSums | None = None  # kept with the buckets; rebuilt after a restore
+
+
+class _WindowSums:
+    """(calls, failures) over windows `widths` buckets wide ending at bucket `end`.
+
+    Kept as buckets are counted (`add`) and as the end moves on (`advance`: buckets
+    entering a window are added, those leaving it subtracted), so an evaluation does
+    not rescan every bucket. Equal to `_rescan` at all times.
+    """
+
+    __slots__ = ("calls", "end", "failures", "widths")
+
+    def __init__(self, buckets: dict[int, list[int]], widths: tuple[int, ...], end: int) -> None:
+        self.widths = widths
+        self.end = end
+        self.calls, self.failures = _rescan(buckets, widths, end)
+
+    def add(self, index: int, calls: int, failures: int) -> None:
+        """`calls` and `failures` were counted into bucket `index`."""
+        if index > self.end:
+            return  # not in a window yet: added when the end reaches it
+        for n, width in enumerate(self.widths):
+            if index > self.end - width:
+                self.calls[n] += calls
+                self.failures[n] += failures
+
+    def advance(self, buckets: dict[int, list[int]], end: int) -> None:
+        """Move the windows' end to bucket `end` (before older buckets are dropped)."""
+        step = end - self.end
+        if step < 0 or step > len(buckets):  # back in time, or a rescan is cheaper
+            self.end = end
+            self.calls, self.failures = _rescan(buckets, self.widths, end)
+            return
+        old = self.end
+        self.end = end
+        for n, width in enumerate(self.widths):
+            # Entering: (max(old, end - width), end]; leaving: (old - width, min(old, end - width)].
+            for index in range(max(old, end - width) + 1, end + 1):
+                bucket = buckets.get(index)
+                if bucket is not None:
+                    self.calls[n] += bucket[0]
+                    self.failures[n] += bucket[1]
+            for index in range(old - width + 1, min(old, end - width) + 1):
+                bucket = buckets.get(index)
+                if bucket is not None:
+                    self.calls[n] -= bucket[0]
+                    self.failures[n] -= bucket[1]
 
 
 class ToolFailureSpikeDetector:
@@ -114,6 +162,8 @@ class ToolFailureSpikeDetector:
         if bucket is None:
             bucket = series.buckets[index] = [0, 0]
         bucket[0] += 1
+        if series.sums is not None:
+            series.sums.add(index, 1, int(failed))
         if failed:
             bucket[1] += 1
             series.errors.setdefault(index, Counter())[error_type or "(none)"] += 1
@@ -133,15 +183,16 @@ class ToolFailureSpikeDetector:
     def _evaluate(self, series: _Series, now_ns: int) -> None:
         settings = self._settings(series.agent_name)
         now_index = now_ns // self._bucket_ns
-        self._age(series, now_index)
-        baseline = self._baseline(series, settings)
-        firing: list[tuple[BurnRateWindow, dict[str, Any]]] = []
-        still_high = False
+        # The running sums move to now before _age drops the buckets they leave behind.
         sums = self._sums(
             series,
             now_index,
             [w.long for w in settings.windows] + [w.short for w in settings.windows],
         )
+        self._age(series, now_index)
+        baseline = self._baseline(series, settings)
+        firing: list[tuple[BurnRateWindow, dict[str, Any]]] = []
+        still_high = False
         for n, window in enumerate(settings.windows):
             threshold = min(window.burn_rate * baseline, settings.max_threshold_rate)
             long_calls, long_failures = sums[n]
@@ -269,18 +320,14 @@ class ToolFailureSpikeDetector:
     def _sums(
         self, series: _Series, now_index: int, windows_s: list[float]
     ) -> list[tuple[int, int]]:
-        """(calls, failures) over each window ending now, in one pass over the buckets."""
-        firsts = [now_index - max(1, math.ceil(w * NS / self._bucket_ns)) + 1 for w in windows_s]
-        calls = [0] * len(windows_s)
-        failures = [0] * len(windows_s)
-        for index, (bucket_calls, bucket_failures) in series.buckets.items():
-            if index > now_index:
-                continue
-            for n, first in enumerate(firsts):
-                if index >= first:
-                    calls[n] += bucket_calls
-                    failures[n] += bucket_failures
-        return list(zip(calls, failures, strict=True))
+        """(calls, failures) over each window ending now, from the series' running sums."""
+        widths = tuple(max(1, math.ceil(w * NS / self._bucket_ns)) for w in windows_s)
+        sums = series.sums
+        if sums is None or sums.widths != widths:
+            sums = series.sums = _WindowSums(series.buckets, widths, now_index)
+        else:
+            sums.advance(series.buckets, now_index)
+        return list(zip(sums.calls, sums.failures, strict=True))
 
     def _age(self, series: _Series, now_index: int) -> None:
         """Fold buckets older than the longest window into the decayed baseline."""
@@ -365,6 +412,23 @@ def _failure(span: AgentSpan, settings: ToolFailureSpikeConfig) -> tuple[bool, s
         if value is not None and value.lower() == rule.equals.lower():
             return True, f"{rule.key}={value}"
     return False, ""
+
+
+def _rescan(
+    buckets: dict[int, list[int]], widths: tuple[int, ...], end: int
+) -> tuple[list[int], list[int]]:
+    """(calls, failures) per window ending at bucket `end`, in one pass over the buckets."""
+    firsts = [end - width + 1 for width in widths]
+    calls = [0] * len(widths)
+    failures = [0] * len(widths)
+    for index, (bucket_calls, bucket_failures) in buckets.items():
+        if index > end:
+            continue
+        for n, first in enumerate(firsts):
+            if index >= first:
+                calls[n] += bucket_calls
+                failures[n] += bucket_failures
+    return calls, failures
 
 
 def _bucket_ns(settings: ToolFailureSpikeConfig) -> int:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable
 from typing import Any
 
 from detectors import DetectorConfig, DetectorEngine, Finding
+from detectors._tool_failures import ToolFailureSpikeDetector, _rescan
 from ingest import AgentSpan
 from tests.detectors.spans import at, tool_call
 
@@ -186,3 +188,47 @@ def test_state_survives_a_snapshot_round_trip() -> None:
 
     assert [f.id for f in after if f.state == "resolved"] == [opened.id]
     assert not [f for f in after if f.state == "open" and f.id != opened.id]
+
+
+def test_the_running_window_sums_equal_a_rescan_of_the_buckets() -> None:
+    """Calls counted in order, late and very late (older than every window), time
+    moving in steps and in jumps past the longest window: after every feed and tick,
+    each series' running (calls, failures) per window are those of a full rescan."""
+    rng = random.Random(7)
+    windows = [
+        {"long": "60s", "short": "15s", "burn_rate": 4},
+        {"long": "240s", "short": "45s", "burn_rate": 2, "severity": "warning"},
+    ]
+    engine = new_engine(windows=windows)
+    detector = next(d for d in engine.detectors if isinstance(d, ToolFailureSpikeDetector))
+    now_s = 0.0
+    checked = 0
+    for n in range(3000):
+        now_s += rng.choice([0.0, 0.3, 1.0, 2.5, 7.0]) if rng.random() > 0.01 else 400.0
+        late_s = rng.choice([0.0, 0.0, 0.0, 5.0, 30.0, 100.0, 500.0]) * rng.random()
+        end_s = max(0.0, now_s - late_s)
+        engine.consume(
+            [
+                tool_call(
+                    f"{n:016x}",
+                    end_s - 0.2,
+                    end_s,
+                    agent_name=rng.choice(["a1", "a2"]),
+                    tool=rng.choice(["search", "crm.lookup"]),
+                    is_error=rng.random() < 0.3,
+                )
+            ]
+        )
+        if rng.random() < 0.2:
+            engine.tick(at(now_s + rng.random() * 3))
+        if n == 1500:  # the sums are not saved: rebuilt from the buckets after a restore
+            restored = new_engine(windows=windows)
+            restored.restore(json.loads(json.dumps(engine.snapshot())))
+            engine = restored
+            detector = next(d for d in engine.detectors if isinstance(d, ToolFailureSpikeDetector))
+        for series in detector._series.values():
+            sums = series.sums
+            if sums is not None:
+                assert (sums.calls, sums.failures) == _rescan(series.buckets, sums.widths, sums.end)
+                checked += 1
+    assert checked > 5000
