@@ -151,7 +151,7 @@ class BehaviourDriftDetector:
             self._check(agent, settings)
 
     def _check(self, agent: _Agent, settings: QualityDriftConfig) -> None:
-        auc, importances, names = _classifier_auc(agent.reference, list(agent.recent))
+        auc = _classifier_auc(agent.reference, list(agent.recent))
         if agent.finding is not None:
             if auc < settings.behaviour_resolve_auc:
                 resolve_finding(
@@ -165,6 +165,7 @@ class BehaviourDriftDetector:
             return
         if auc < settings.behaviour_auc:
             return
+        names, importances = _importances(agent.reference, list(agent.recent))
         ranked = sorted(zip(names, importances, strict=True), key=lambda item: -item[1])[:5]
         drivers = [
             {
@@ -276,25 +277,44 @@ def _mean(rows: list[dict[str, float]], name: str) -> float:
     return statistics.fmean(row.get(name, 0.0) for row in rows)
 
 
-def _classifier_auc(
-    reference: list[dict[str, float]], recent: list[dict[str, float]]
-) -> tuple[float, list[float], list[str]]:
+def _classifier_auc(reference: list[dict[str, float]], recent: list[dict[str, float]]) -> float:
     """Cross-validated ROC AUC of telling recent runs from reference runs."""
-    from sklearn.ensemble import RandomForestClassifier
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
+    _, rows, labels = _matrix(reference, recent)
+    folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=0)
+    scores = cross_val_predict(_forest(), rows, labels, cv=folds, method="predict_proba")[:, 1]
+    return float(roc_auc_score(labels, scores))
+
+
+def _importances(
+    reference: list[dict[str, float]], recent: list[dict[str, float]]
+) -> tuple[list[str], list[float]]:
+    """Each feature's importance in telling recent runs from reference runs.
+
+    A fit on every run, apart from the test's: only a finding's drivers need it.
+    """
+    names, rows, labels = _matrix(reference, recent)
+    model = _forest().fit(rows, labels)
+    return names, [float(w) for w in model.feature_importances_]
+
+
+def _matrix(
+    reference: list[dict[str, float]], recent: list[dict[str, float]]
+) -> tuple[list[str], list[list[float]], list[int]]:
+    """(feature names, one row per run, labels: 0 reference, 1 recent)."""
     tools = Counter(
         name for row in [*reference, *recent] for name in row if name.startswith("tool_share:")
     )
     names = [*_BASE_FEATURES, *(name for name, _ in tools.most_common(_MAX_TOOL_FEATURES))]
     rows = [[row.get(name, 0.0) for name in names] for row in [*reference, *recent]]
-    labels = [0] * len(reference) + [1] * len(recent)
-    model = RandomForestClassifier(
+    return names, rows, [0] * len(reference) + [1] * len(recent)
+
+
+def _forest() -> Any:
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(
         n_estimators=25, max_depth=4, min_samples_leaf=5, random_state=0, n_jobs=1
     )
-    folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=0)
-    scores = cross_val_predict(model, rows, labels, cv=folds, method="predict_proba")[:, 1]
-    auc = float(roc_auc_score(labels, scores))
-    model.fit(rows, labels)
-    return auc, [float(w) for w in model.feature_importances_], names
