@@ -137,6 +137,7 @@ def main() -> None:
                         raise SystemExit(f"spans were not all {stage} within 900 s")
                     time.sleep(0.05)
                 walls[stage] = load["wall_s"] + (time.monotonic() - load_ended)
+            inserts = counter(endpoints["api"], "agentwatch_store_write_seconds_count")
             rss = peak_rss_mib(server.proc.pid)
             busy_cpu = cpu_by_process(server.proc.pid)
         finally:
@@ -153,6 +154,9 @@ def main() -> None:
         "export_latency_p50_ms": round(load["latency_ms"]["p50"], 1),
         "export_latency_p99_ms": round(load["latency_ms"]["p99"], 1),
         "failed_requests": load["failed_requests"],
+        # Each insert has a fixed cost (query analysis), so spans per insert matter.
+        "store_inserts": round(inserts),
+        "spans_per_insert": round(accepted / inserts) if inserts else None,
         "retries": load.get("retries", 0),
         "server_peak_rss_mib": round(sum(rss.values())),
         "peak_rss_mib_by_process": {process: round(mib) for process, mib in rss.items()},

@@ -68,8 +68,9 @@ def build_record(
 
 
 SpanScan = tuple[bytes, bytes, bytes, list[bytes]]
-# With decoding, a hit may already be (key, text): see _wirescan.c.
-DecodedScan = tuple[bytes, bytes, bytes, list[bytes | tuple[str, str]]]
+# With decoding, a hit may already be (key, text), and the hits a dict: see _wirescan.c.
+Hits = list[bytes | tuple[str, str]] | dict[str, str]
+DecodedScan = tuple[bytes, bytes, bytes, Hits]
 
 
 def scan_spans_python(body: bytes, keys: frozenset[bytes] = _CONTEXT_KEY_BYTES) -> list[SpanScan]:
@@ -112,8 +113,12 @@ def scan_spans(body: bytes, keys: tuple[bytes, ...] = _CONTEXT_KEY_TUPLE) -> lis
     return scan_spans_python(body, frozenset(keys))
 
 
-def decoded_attributes(hits: list[bytes | tuple[str, str]]) -> dict[str, str]:
-    """The walker's hits as a dict: decoded pairs as they are, the rest decoded here."""
+def decoded_attributes(hits: Hits) -> dict[str, str]:
+    """The walker's hits as a dict: decoded pairs as they are, the rest decoded here.
+
+    The walker hands a dict over as it is when every hit decoded (the common case)."""
+    if type(hits) is dict:
+        return hits
     return dict(hit if type(hit) is tuple else _attribute(hit) for hit in hits)  # type: ignore[arg-type]
 
 

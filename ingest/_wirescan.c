@@ -3,6 +3,9 @@
  *
  * scan(body, keys, decode=False) -> [(trace_id, span_id, parent_span_id, [kv, ...]), ...]
  *
+ * With decode, the hits are a dict {key: text} when every one decoded (see
+ * add_decoded_hit).
+ *
  * One entry per span, in wire order. Each kv is the serialized KeyValue of an attribute
  * whose key is one of `keys` (a tuple of bytes); every other attribute is skipped
  * without creating a Python object, which is the point: Python would materialize
@@ -142,12 +145,41 @@ static PyObject *decoded_or_bytes(cursor kv) {
     return Py_BuildValue("(NN)", name, text);
 }
 
+/*
+ * Add one matched attribute to a span's hits. With decoding, hits start as a dict
+ * {key: text}, which is what Python wants, built here instead of by a Python loop
+ * over tuples. The first attribute that stays bytes turns them into a list: its
+ * (key, text) pairs so far, then every later hit in order, so that dict(list) on the
+ * Python side gives what the dict would have (the last value of a key wins).
+ */
+static int add_decoded_hit(PyObject **hits, cursor kv) {
+    PyObject *decoded = decoded_or_bytes(kv);
+    if (decoded == NULL) return -1;
+    int failed;
+    if (PyDict_CheckExact(*hits) && PyTuple_CheckExact(decoded)) {
+        failed = PyDict_SetItem(*hits, PyTuple_GET_ITEM(decoded, 0), PyTuple_GET_ITEM(decoded, 1));
+        Py_DECREF(decoded);
+        return failed;
+    }
+    if (PyDict_CheckExact(*hits)) {
+        PyObject *pairs = PyDict_Items(*hits);
+        if (pairs == NULL) {
+            Py_DECREF(decoded);
+            return -1;
+        }
+        Py_SETREF(*hits, pairs);
+    }
+    failed = PyList_Append(*hits, decoded);
+    Py_DECREF(decoded);
+    return failed;
+}
+
 static int scan_span(cursor span, const keyset *keys, PyObject *out) {
     static const uint8_t nothing[1] = {0};
     cursor trace = {nothing, nothing}, id = {nothing, nothing}, parent = {nothing, nothing}, sub;
     uint32_t number;
     int wire_type;
-    PyObject *hits = PyList_New(0);
+    PyObject *hits = keys->decode ? PyDict_New() : PyList_New(0);
     if (hits == NULL) return -1;
     while (span.p < span.end) {
         if (next_field(&span, &number, &wire_type, &sub) < 0) goto malformed;
@@ -158,8 +190,10 @@ static int scan_span(cursor span, const keyset *keys, PyObject *out) {
         else if (number == 9) {
             int match = key_matches(sub, keys);
             if (match < 0) goto malformed;
-            if (match) {
-                PyObject *kv = keys->decode ? decoded_or_bytes(sub) : bytes_of(sub);
+            if (match && keys->decode) {
+                if (add_decoded_hit(&hits, sub) < 0) goto error;
+            } else if (match) {
+                PyObject *kv = bytes_of(sub);
                 if (kv == NULL || PyList_Append(hits, kv) < 0) {
                     Py_XDECREF(kv);
                     goto error;
@@ -357,7 +391,7 @@ static int record_span(cursor span, record_state *state) {
     uint64_t start = 0, end = 0, status = 0;
     uint32_t number;
     int wire_type;
-    PyObject *hits = PyList_New(0), *events = NULL;
+    PyObject *hits = PyDict_New(), *events = NULL;
     if (hits == NULL) return -1;
     while (span.p < span.end) {
         if (next_field(&span, &number, &wire_type, &sub) < 0) goto malformed;
@@ -394,14 +428,7 @@ static int record_span(cursor span, record_state *state) {
         } else if (number == 9) {
             int match = key_matches(sub, state->keys);
             if (match < 0) goto malformed;
-            if (match) {
-                PyObject *kv = decoded_or_bytes(sub);
-                if (kv == NULL || PyList_Append(hits, kv) < 0) {
-                    Py_XDECREF(kv);
-                    goto error;
-                }
-                Py_DECREF(kv);
-            }
+            if (match && add_decoded_hit(&hits, sub) < 0) goto error;
         }
     }
     if (events == NULL && (events = PyTuple_New(0)) == NULL) goto error;

@@ -1,6 +1,6 @@
 def scan(
     body: bytes, keys: tuple[bytes, ...], decode: bool = False
-) -> list[tuple[bytes, bytes, bytes, list[bytes | tuple[str, str]]]]: ...
+) -> list[tuple[bytes, bytes, bytes, list[bytes | tuple[str, str]] | dict[str, str]]]: ...
 def scan_record(
     record: bytes, keys: tuple[bytes, ...]
 ) -> tuple[
@@ -18,7 +18,7 @@ def scan_record(
             int,
             str,
             str,
-            list[bytes | tuple[str, str]],
+            list[bytes | tuple[str, str]] | dict[str, str],
             list[tuple[int, list[bytes | tuple[str, str]]]] | tuple[()],
         ]
     ],

@@ -132,6 +132,35 @@ def test_decoded_hits_read_like_the_protobuf_runtime(value: AnyValue) -> None:
     assert decoded_attributes(hits) == {"gen_ai.tool.name": any_value_to_str(value)}
 
 
+def test_hits_that_all_decode_come_as_a_dict_and_mixed_ones_keep_the_last_value() -> None:
+    from ingest._resolve import decoded_attributes, scan_spans_python
+    from ingest._translate import any_value_to_str
+
+    keys = (b"a", b"b", b"c")
+    plain = make_span("plain", attributes={"a": "1", "b": "2"})
+    mixed = make_span("mixed")
+    mixed.attributes.extend(
+        [
+            KeyValue(key="a", value=AnyValue(string_value="first")),
+            KeyValue(key="b", value=AnyValue(double_value=2.5)),  # stays bytes
+            KeyValue(key="a", value=AnyValue(string_value="last")),
+            KeyValue(key="c", value=AnyValue(int_value=3)),
+        ]
+    )
+    body = make_request([plain, mixed]).SerializeToString()
+
+    (_, _, _, plain_hits), (_, _, _, mixed_hits) = wirescan.scan(body, keys, True)
+    python = [
+        dict(map(_resolve._attribute, hits))
+        for *_, hits in scan_spans_python(body, frozenset(keys))
+    ]
+
+    assert plain_hits == {"a": "1", "b": "2"}
+    assert isinstance(mixed_hits, list)
+    assert decoded_attributes(mixed_hits) == python[1]
+    assert python[1] == {"a": "last", "b": any_value_to_str(AnyValue(double_value=2.5)), "c": "3"}
+
+
 def test_invalid_utf8_is_left_to_python() -> None:
     from ingest._resolve import decoded_attributes
 

@@ -1,0 +1,150 @@
+"""CPU per span of each stage of the ingest path, measured alone, in one process.
+
+`bench.ingest` runs the whole stack and reports CPU per span by process; this splits
+it by stage, on the same agent-shaped traffic (`shared/tools/otlp_load.py`), so a
+change to one stage can be measured without the noise of the others:
+
+- receive: protobuf parse + id check + the context pass that builds the log record
+  (what the event loop does per export request);
+- detector read: a log segment back to `AgentSpan`s (what the detector process does
+  before the detectors see a span), then each detector's `consume` on those spans;
+- insert: ClickHouse (embedded chDB, a fresh temp dir) inserting the segment, all its
+  threads; and the same query on a one-span segment (the fixed cost per insert).
+
+Figures are CPU time (`time.process_time`: every thread of this process), in µs per
+span, the least of `--repeat` runs: a neighbour on the host only ever adds to it
+(cache misses, preemption), so the least is the steadiest figure on a shared machine.
+
+    .venv/bin/python -m bench.hotpaths
+    .venv/bin/python -m bench.hotpaths --requests 100 --spans-per-request 512 --repeat 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from types import ModuleType
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
+
+from bench.ingest import DEFAULT_LOAD_TOOL
+from detectors._config import DetectorConfig
+from detectors._engine import DetectorEngine
+from ingest import AgentSpan, read_agent_spans
+from ingest._enclosing import EnclosingResolver
+from ingest._resolve import build_record
+from ingest._store import ClickHouseStore, chdb_dsn
+from ingest._translate import drop_invalid_spans
+
+
+def load_tool(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("otlp_load", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["otlp_load"] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def cpu_us(action: Callable[[], object], spans: int) -> float:
+    """CPU µs per span of one call of `action`, with the cycle collector off (as in
+    the detector process, which collects between requests)."""
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.process_time()
+        action()
+        return (time.process_time() - start) / spans * 1e6
+    finally:
+        gc.enable()
+
+
+def receive(bodies: list[bytes]) -> list[bytes]:
+    resolver = EnclosingResolver()
+    records = []
+    for body in bodies:
+        request = ExportTraceServiceRequest.FromString(body)
+        rejected, _ = drop_invalid_spans(request)
+        records.append(build_record("", request, resolver, None if rejected else body))
+    return records
+
+
+def one_run(
+    run: int,
+    bodies: list[bytes],
+    segment: Path,
+    one_span: Path,
+    store: ClickHouseStore | None,
+    figures: dict[str, list[float]],
+) -> None:
+    spans = sum(1 for _ in read_agent_spans(segment))
+
+    def measure(stage: str, action: Callable[[], object], count: int = spans) -> None:
+        figures.setdefault(stage, []).append(cpu_us(action, count))
+
+    measure("receive", lambda: receive(bodies))
+    engine = DetectorEngine(DetectorConfig.from_dict(None))
+    keys = engine.extra_keys()
+    read: list[AgentSpan] = []
+    measure("detector_read", lambda: read.extend(read_agent_spans(segment, keys)))
+    for detector in engine.detectors:
+        measure(f"detector_{detector.kind}", partial(detector.consume, read))
+    if store is not None:
+        measure("insert", partial(store.insert_segment, segment, f"bench-{run}"))
+        # per 1000 "spans", so the figure reads as ms per insert
+        measure("insert_fixed_ms", partial(store.insert_segment, one_span, f"one-{run}"), 1000)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=60)
+    parser.add_argument("--spans-per-request", type=int, default=512)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--no-insert", action="store_true", help="skip the ClickHouse stage")
+    parser.add_argument("--load-tool", type=Path, default=DEFAULT_LOAD_TOOL)
+    args = parser.parse_args()
+
+    tool = load_tool(args.load_tool)
+    bodies = tool.make_requests(args.requests, args.spans_per_request)
+    figures: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="agentwatch-hotpaths-") as tmp:
+        segment = Path(tmp) / "segment.wal"
+        segment.write_bytes(b"".join(receive(bodies)))
+        one_span = Path(tmp) / "one.wal"
+        one_span.write_bytes(receive(tool.make_requests(1, 1))[0])
+        store = None
+        if not args.no_insert:
+            store = ClickHouseStore(chdb_dsn(Path(tmp)))
+            store.open()
+        for run in range(args.repeat):
+            one_run(run, bodies, segment, one_span, store, figures)
+        if store is not None:
+            store.close()
+
+    least = {stage: round(min(values), 2) for stage, values in figures.items()}
+    engine_total = sum(
+        value
+        for stage, value in least.items()
+        if stage.startswith("detector_") and stage != "detector_read"
+    )
+    report = {
+        "spans": args.requests * args.spans_per_request,
+        "cpu_us_per_span": least,
+        "detectors_total": round(engine_total, 2),
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
