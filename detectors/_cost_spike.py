@@ -37,6 +37,7 @@ marker) waits up to `attribution_wait` for a span of its trace to name the agent
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -98,6 +99,9 @@ class _Series:
     closed_through: int = -1  # the last period folded
     baseline: list[tuple[float, int]] = field(default_factory=list)  # (cost, calls)
     runs: list[float] = field(default_factory=list)  # recent finished runs' cost
+    # The same costs in order, kept as runs come and go: sorting the history at every
+    # run's end was cost_spike's largest single cost under load.
+    ordered_runs: list[float] = field(default_factory=list)
     last_high_ns: int = 0
     finding: Finding | None = None
 
@@ -226,7 +230,7 @@ class CostSpikeDetector:
         series = self._get(root.tenant, root.agent_name, root.service_name)
         history = series.runs
         if len(history) >= settings.min_runs:
-            reference = _quantile(sorted(history), settings.run_quantile)
+            reference = _quantile(series.ordered_runs, settings.run_quantile)
             threshold = max(settings.run_ratio * reference, settings.min_run_usd)
             if run.cost > threshold:
                 series.last_high_ns = max(series.last_high_ns, self._now_ns)
@@ -246,12 +250,11 @@ class CostSpikeDetector:
                         "run_id": root.run_id,
                         "baseline_runs": len(history),
                         "baseline_quantile": settings.run_quantile,
-                        "baseline_median_usd": round(_quantile(sorted(history), 0.5), 6),
+                        "baseline_median_usd": round(_quantile(series.ordered_runs, 0.5), 6),
                     },
                 )
                 touched[(series.tenant, series.agent_name)] = series
-        history.append(run.cost)
-        del history[: -settings.run_history]
+        _remember_run(series, run.cost, settings.run_history)
 
     def tick(self, now_ns: int) -> None:
         self._now_ns = max(self._now_ns, now_ns)
@@ -477,6 +480,7 @@ def _restored_series(data: dict[str, Any], bucket_ns: int) -> _Series:
         ]
     series.baseline = [(cost, calls) for cost, calls in data["baseline"]]
     series.runs = list(data["runs"])
+    series.ordered_runs = sorted(series.runs)
     series.last_high_ns = data["last_high_ns"]
     series.finding = Finding.from_dict(data["finding"]) if data["finding"] else None
     return series
@@ -502,6 +506,15 @@ def _add_model(models: Models, model: str, cost: float, calls: int) -> None:
 def _top_models(models: Models) -> list[dict[str, Any]]:
     top = sorted(models.items(), key=lambda item: -item[1][0])[:_TOP_MODELS]
     return [{"model": m, "cost_usd": round(c, 6), "calls": int(n)} for m, (c, n) in top]
+
+
+def _remember_run(series: _Series, cost: float, keep: int) -> None:
+    """Add a finished run's cost to the history, forgetting the oldest past `keep`."""
+    series.runs.append(cost)
+    bisect.insort(series.ordered_runs, cost)
+    for forgotten in series.runs[:-keep]:
+        del series.ordered_runs[bisect.bisect_left(series.ordered_runs, forgotten)]
+    del series.runs[:-keep]
 
 
 def _quantile(ordered: Sequence[float], q: float) -> float:

@@ -298,3 +298,18 @@ def test_a_span_reporting_its_own_cost_keeps_it() -> None:
     own = run(501, 311, 2, attributes={"llm.cost.total": "3.5"})
     (opened,) = steady(engine, 310, 320, extra={310: own})
     assert opened.evidence["cost_usd"] == 7.0
+
+
+def test_the_ordered_run_history_follows_the_runs_as_they_come_and_go() -> None:
+    from detectors._cost_spike import _remember_run, _restored_series, _Series, _series_state
+
+    rng = random.Random(5)
+    series = _Series("t", AGENT, SERVICE, bucket_ns=1)
+    for _ in range(500):
+        cost = rng.choice([0.0, 0.5, 1.0, rng.random() * 10])  # ties included
+        _remember_run(series, cost, keep=37)
+        assert series.ordered_runs == sorted(series.runs)
+    assert len(series.runs) == 37
+
+    restored = _restored_series(json.loads(json.dumps(_series_state(series))), bucket_ns=1)
+    assert restored.ordered_runs == sorted(series.runs)
