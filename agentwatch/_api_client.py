@@ -16,9 +16,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_API = "http://127.0.0.1:8000"
 
@@ -90,6 +91,8 @@ class ApiClient:
         transport: httpx.BaseTransport | None = None,
         timeout_s: float = 30.0,
     ) -> None:
+        import httpx  # ~0.15 s: loaded by the commands that call the API, not by the CLI
+
         headers = {"authorization": f"Bearer {target.token}"} if target.token else {}
         self.url = target.url
         self._source = target.source
@@ -113,6 +116,8 @@ class ApiClient:
 
     def get(self, path: str, params: Params | None = None, *, missing_ok: bool = False) -> Any:
         """The answer's JSON; None for a 404 when `missing_ok`."""
+        import httpx
+
         try:
             response = self._http.get(path, params=params or {})
         except httpx.HTTPError as exc:

@@ -41,17 +41,20 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote
-
-import httpx
 
 from agentwatch import _api_client
 from agentwatch._api_client import ApiClient, ApiError, ApiTarget
 from api._time import parse_time
-from ingest._conventions import LLM_OPERATIONS
+
+if TYPE_CHECKING:
+    import httpx
 
 _PROG = "agentwatch export-evalset"
+# ingest._conventions.LLM_OPERATIONS (a test keeps them equal), without importing the
+# ingest package (the store, ~0.2 s) into a command that only reads the API.
+LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
 DEFAULT_SINCE = "24h"
 EVALUATION_EVENT = "gen_ai.evaluation.result"
 # Evidence keys naming the runs a finding is about (one id, or a list of them).

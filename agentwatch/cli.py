@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-from agentwatch.settings import ConfigError, load_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def alerts_test(config_path: Path | None, route: str) -> int:
     """Send a test notification to each receiver of `route`; print what each answered."""
+    import asyncio
+
     from agentwatch._config_file import load_config_file
+    from agentwatch.settings import ConfigError, load_settings
     from api.alerts import AlertConfigError, AlertsConfig
     from api.alerts._delivery import send_test
 
@@ -102,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agentwatch import _demo
 
         return _demo.run(args)
+    # The settings (pydantic-settings, ~0.3 s of imports): only for the commands using them.
+    from agentwatch.settings import ConfigError, load_settings
+
     if args.command == "alerts":
         try:
             return alerts_test(args.config, args.route)
@@ -115,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             level=settings.log_level.upper(),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+        import asyncio
+
         from agentwatch._serve import serve  # the server's imports: only to serve
 
         asyncio.run(serve(settings))

@@ -26,8 +26,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from scipy.stats import binom
-
 from detectors._common import NS, BoundedDict, iso
 from detectors._config import BurnRateWindow, DetectorConfig, ToolFailureSpikeConfig
 from detectors._findings import (
@@ -203,7 +201,7 @@ class ToolFailureSpikeDetector:
                 still_high = True
             if short_calls < settings.min_calls or long_rate < threshold or short_rate < threshold:
                 continue
-            p_value = float(binom.sf(short_failures - 1, short_calls, baseline))
+            p_value = _binomial_p_value(short_failures, short_calls, baseline)
             if p_value > settings.max_p_value:
                 continue
             firing.append(
@@ -429,6 +427,14 @@ def _rescan(
                 calls[n] += bucket_calls
                 failures[n] += bucket_failures
     return calls, failures
+
+
+def _binomial_p_value(failures: int, calls: int, rate: float) -> float:
+    """P(at least `failures` of `calls` fail) when each fails with probability `rate`."""
+    # scipy.stats is ~1 s of imports: paid by the first test, not by every importer.
+    from scipy.stats import binom
+
+    return float(binom.sf(failures - 1, calls, rate))
 
 
 def _bucket_ns(settings: ToolFailureSpikeConfig) -> int:

@@ -39,6 +39,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import tests.sdk.support  # noqa: F401  (puts sdk/ on sys.path first)
 from agentwatch._evalset import (
+    LLM_OPERATIONS,
     ExportError,
     ExportOptions,
     build_case,
@@ -47,6 +48,7 @@ from agentwatch._evalset import (
     trace_ids_of,
 )
 from agentwatch.cli import build_parser
+from ingest._conventions import LLM_OPERATIONS as INGEST_LLM_OPERATIONS
 from tests.harness import AgentwatchThread, http, make_settings, wait_for
 
 TOKEN = "evalset-token"
@@ -520,6 +522,10 @@ def test_a_run_that_captured_nothing_has_null_input_and_output() -> None:
 
     assert (case["agent"], case["input"], case["output"]) == ("a", None, None)
     assert (case["tool_calls"], case["llm_calls"], case["scores"]) == ([], [], [])
+
+
+def test_llm_calls_are_the_operations_ingest_counts_as_llm_calls() -> None:
+    assert LLM_OPERATIONS == INGEST_LLM_OPERATIONS  # a copy: the command never imports ingest
 
 
 def test_a_finding_that_names_no_runs_writes_nothing_and_says_so(tmp_path: Path) -> None:
