@@ -693,3 +693,24 @@ def test_a_stall_that_ends_in_an_error_is_not_learnt() -> None:
     zombie = engine.detectors[0]
     assert isinstance(zombie, ZombieRunDetector)
     assert zombie.threshold_s(TENANT, AGENT) == 60.0
+
+
+def test_finished_runs_are_forgotten_ten_minutes_after_they_close_and_a_new_turn_is_not() -> None:
+    engine = new_engine()
+    zombie = engine.detectors[0]
+    assert isinstance(zombie, ZombieRunDetector)
+    zombie._runs.capacity = 4  # evictions leave stale entries in the closing heap
+    finished = [f"{n:032x}" for n in range(1, 13)]
+    for n, trace in enumerate(finished):
+        engine.consume([agent_root(n, n + 1, trace_id=trace)])
+    assert len(zombie._closing) <= 2 * zombie._runs.capacity
+    # The last run closed at 12 s, then takes a new turn at 300 s that does not end.
+    last = finished[-1]
+    engine.consume([pending("ab" * 8, 300, trace_id=last)])
+
+    engine.tick(at(12 + 601))  # past the retention of every first turn
+
+    assert list(zombie._runs) == [(TENANT, last)]
+    assert list(zombie._open) == [(TENANT, last)]
+    engine.tick(at(300 + 61))
+    assert only(zombies(engine)).trace_id == last
