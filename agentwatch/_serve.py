@@ -145,15 +145,20 @@ class Agentwatch:
             endpoints_file = self.data_dir / "endpoints.json"
             endpoints_file.unlink(missing_ok=True)
             stack.callback(endpoints_file.unlink, missing_ok=True)
+            detector_core = ProcessCore(
+                detector_section,
+                self.data_dir / "detectors" / "state.json",
+                pricing=load_config_file(self.settings.config).get("pricing"),
+            )
+            # Started before the store opens: its imports (~0.5 s of CPU) run meanwhile, on
+            # another core. The stage's shutdown stops it; this, if the stage never started.
+            await detector_core.start()
+            stack.push_async_callback(detector_core.stop)
             self.store = store = await self._open_store(prices)
             stack.callback(store.close)
             pipeline = self._build_pipeline(store)
             detector_stage = DetectorStage(
-                ProcessCore(
-                    detector_section,
-                    self.data_dir / "detectors" / "state.json",
-                    pricing=load_config_file(self.settings.config).get("pricing"),
-                ),
+                detector_core,
                 store,
                 watermark_s=pipeline.consumed_until_s,
                 registry=self.metrics.registry,

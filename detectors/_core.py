@@ -164,9 +164,16 @@ class ProcessCore:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="agentwatch-detector-pipe")
         self._process: Any = None
         self._conn: Connection | None = None
+        self._stopped = False
 
     async def start(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._spawn)
+        """Start the process; a no-op while it runs (`serve` starts it before the store
+        opens, so that its imports overlap the opening, then the stage starts it)."""
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._spawn_if_needed)
+
+    def _spawn_if_needed(self) -> None:
+        if self._conn is None:
+            self._spawn()
 
     def _spawn(self) -> None:
         context = multiprocessing.get_context("spawn")
@@ -206,6 +213,11 @@ class ProcessCore:
         self._process = self._conn = None
 
     async def stop(self) -> None:
+        """Stop the process. Idempotent: `serve` stops it too if the stage never started."""
+        if self._stopped:
+            return
+        self._stopped = True
+
         def stop_child() -> None:
             if self._conn is not None:
                 with contextlib.suppress(OSError):

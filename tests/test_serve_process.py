@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 import os
 import signal
 import socket
@@ -12,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from agentwatch import Agentwatch, ConfigError
 from agentwatch._serve import _without_password
-from tests.harness import AgentwatchProcess, http, serve_command
+from ingest import ClickHouseStore
+from ingest._prices import PriceTable
+from tests.harness import AgentwatchProcess, http, make_settings, serve_command
 from tests.otlp import grpc_export, make_request, make_span
 
 
@@ -210,6 +215,26 @@ def test_unwritable_data_dir_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "AGENTWATCH_DATA_DIR" in result.stderr
     assert result.stderr.strip().count("\n") == 0
+
+
+class StorelessAgentwatch(Agentwatch):
+    """An agentwatch whose store never opens (as when chDB is unavailable)."""
+
+    async def _open_store(self, prices: PriceTable) -> ClickHouseStore:
+        raise ConfigError("storage unavailable: test")
+
+
+def test_a_store_that_does_not_open_leaves_no_detector_process(tmp_path: Path) -> None:
+    """The detector process starts before the store opens; a refused start stops it."""
+
+    async def start() -> None:
+        async with StorelessAgentwatch(make_settings(tmp_path / "data")).running():
+            pass
+
+    with pytest.raises(ConfigError, match="storage unavailable"):
+        asyncio.run(start())
+    detectors = [p for p in multiprocessing.active_children() if p.name == "agentwatch-detectors"]
+    assert detectors == []
 
 
 def test_a_clickhouse_server_that_is_down_at_start_does_not_stop_intake(tmp_path: Path) -> None:

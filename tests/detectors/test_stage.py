@@ -117,6 +117,24 @@ def test_a_killed_detector_process_is_restarted_and_fed_what_it_lost(tmp_path: P
     assert counts(sink) == [3]
 
 
+def test_a_process_core_started_early_is_started_once_and_stopped_once(tmp_path: Path) -> None:
+    """`serve` starts the core before the store opens, then the stage starts it again."""
+
+    async def scenario() -> None:
+        core = ProcessCore(CONFIG, tmp_path / "state.json")
+        await core.start()
+        process = core._process
+        stage = DetectorStage(core, RowSink())
+        await stage.start()
+        assert core._process is process
+        await stage.consume(loop_segment(tmp_path, 1, 3))
+        await stage.shutdown()
+        assert not process.is_alive()
+        await core.stop()  # serve's own stop, after the stage's: nothing left to do
+
+    asyncio.run(scenario())
+
+
 def test_findings_the_store_refuses_are_kept_and_written_later(tmp_path: Path) -> None:
     async def scenario() -> RowSink:
         sink = RowSink()
