@@ -194,6 +194,17 @@ def test_a_nested_agent_keeps_its_own_name_and_passes_it_down() -> None:
     assert corrections == []  # all in one request: nothing stored needs fixing
 
 
+def test_a_span_sent_twice_in_one_request_is_attributed_as_its_last_copy_says() -> None:
+    root = make_span("root", TRACE, ROOT, attributes={"gen_ai.agent.name": "planner"})
+    tool = make_span("tool", TRACE, CHILD, ROOT)
+    renamed = make_span("root", TRACE, ROOT, attributes={"gen_ai.agent.name": "critic"})
+    resolver = EnclosingResolver()
+
+    attributions, _ = resolver.add([_link(tool), _link(root), _link(renamed)])
+
+    assert [agent for agent, _ in attributions] == ["critic", "critic", "critic"]
+
+
 def test_resolver_forgets_the_oldest_spans_beyond_its_capacity() -> None:
     resolver = EnclosingResolver(capacity=2)
     root, child, _ = _agent_tree()
