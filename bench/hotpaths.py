@@ -9,7 +9,10 @@ change to one stage can be measured without the noise of the others:
 - detector read: a log segment back to `AgentSpan`s (what the detector process does
   before the detectors see a span), then each detector's `consume` on those spans;
 - insert: ClickHouse (embedded chDB, a fresh temp dir) inserting the segment, all its
-  threads; and the same query on a one-span segment (the fixed cost per insert).
+  threads; and the same query on a one-span segment (the fixed cost per insert);
+- with `--insert-breakdown`, the insert query's parts on their own: parsing the
+  records and unnesting the spans, the whole SELECT (its output thrown away), and the
+  INSERT (which adds writing the parts and the trace-id view).
 
 Figures are CPU time (`time.process_time`: every thread of this process), in µs per
 span, the least of `--repeat` runs: a neighbour on the host only ever adds to it
@@ -42,6 +45,7 @@ from detectors._config import DetectorConfig
 from detectors._engine import DetectorEngine
 from ingest import AgentSpan, read_agent_spans
 from ingest._enclosing import EnclosingResolver
+from ingest._insert_sql import file_source, insert_query, insert_settings
 from ingest._resolve import build_record
 from ingest._store import ClickHouseStore, chdb_dsn
 from ingest._translate import drop_invalid_spans
@@ -106,12 +110,53 @@ def one_run(
         measure("insert_fixed_ms", partial(store.insert_segment, one_span, f"one-{run}"), 1000)
 
 
+def insert_breakdown(
+    store: ClickHouseStore,
+    segment: Path,
+    one_span: Path,
+    spans: int,
+    figures: dict[str, list[float]],
+) -> None:
+    """The insert query's stages, each run on its own (no dedup token: every run writes).
+
+    Each includes the query's analysis; `select_fixed_ms` is that on a one-span segment.
+    """
+    one_source = file_source(str(one_span))
+    one_select = insert_query(store.database, one_source, store.prices)
+    source = file_source(str(segment))
+    query = insert_query(store.database, source, store.prices)
+    settings = insert_settings("", embedded=True)
+    del settings["insert_deduplication_token"]
+    client = store._client()
+    unnest = (
+        "SELECT length(sp.attributes), length(sp.events), length(rs.resource.attributes) "
+        f"FROM {source} ARRAY JOIN resource_spans AS rs ARRAY JOIN rs.scope_spans AS ss "
+        "ARRAY JOIN ss.spans AS sp FORMAT Null"
+    )
+    stages = {
+        "parse_and_unnest": unnest,
+        "select": query[query.index("SELECT") :] + " FORMAT Null",
+        "insert": query,
+    }
+    for stage, sql in stages.items():
+        figures.setdefault(f"breakdown_{stage}", []).append(
+            cpu_us(partial(client.command, sql, settings=settings), spans)
+        )
+    select_one = one_select[one_select.index("SELECT") :] + " FORMAT Null"
+    figures.setdefault("breakdown_select_fixed_ms", []).append(
+        cpu_us(partial(client.command, select_one, settings=settings), 1000)
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=60)
     parser.add_argument("--spans-per-request", type=int, default=512)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-insert", action="store_true", help="skip the ClickHouse stage")
+    parser.add_argument(
+        "--insert-breakdown", action="store_true", help="also time the insert query's parts"
+    )
     parser.add_argument("--load-tool", type=Path, default=DEFAULT_LOAD_TOOL)
     args = parser.parse_args()
 
@@ -129,6 +174,10 @@ def main() -> None:
             store.open()
         for run in range(args.repeat):
             one_run(run, bodies, segment, one_span, store, figures)
+            if store is not None and args.insert_breakdown:
+                insert_breakdown(
+                    store, segment, one_span, args.requests * args.spans_per_request, figures
+                )
         if store is not None:
             store.close()
 
