@@ -12,7 +12,9 @@ change to one stage can be measured without the noise of the others:
   threads; and the same query on a one-span segment (the fixed cost per insert);
 - with `--insert-breakdown`, the insert query's parts on their own: parsing the
   records and unnesting the spans, the whole SELECT (its output thrown away), and the
-  INSERT (which adds writing the parts and the trace-id view).
+  INSERT (which adds writing the parts and the trace-id view);
+- with `--group-insert K`, the traffic as K segments, inserted one INSERT each and then
+  all in one INSERT (a file glob): what grouping sealed segments would save.
 
 Figures are CPU time (`time.process_time`: every thread of this process), in µs per
 span, the least of `--repeat` runs: a neighbour on the host only ever adds to it
@@ -148,6 +150,40 @@ def insert_breakdown(
     )
 
 
+def group_insert(
+    store: ClickHouseStore,
+    records: list[bytes],
+    directory: Path,
+    groups: int,
+    figures: dict[str, list[float]],
+) -> None:
+    """The same spans as `groups` segments: one INSERT per segment, then one for all."""
+    size = -(-len(records) // groups)
+    paths = []
+    for index in range(groups):
+        path = directory / f"group-{index}.wal"
+        path.write_bytes(b"".join(records[index * size : (index + 1) * size]))
+        paths.append(path)
+    spans = sum(len(read_agent_spans(path)) for path in paths)
+    settings = insert_settings("", embedded=True)
+    del settings["insert_deduplication_token"]
+    client = store._client()
+
+    def insert(pattern: str) -> None:
+        query = insert_query(store.database, file_source(pattern), store.prices)
+        client.command(query, settings=settings)
+
+    def one_each() -> None:
+        for path in paths:
+            insert(str(path))
+
+    everything = str(directory / f"group-{{{','.join(str(i) for i in range(groups))}}}.wal")
+    figures.setdefault("group_insert_one_each", []).append(cpu_us(one_each, spans))
+    figures.setdefault("group_insert_all_in_one", []).append(
+        cpu_us(partial(insert, everything), spans)
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=60)
@@ -157,6 +193,13 @@ def main() -> None:
     parser.add_argument(
         "--insert-breakdown", action="store_true", help="also time the insert query's parts"
     )
+    parser.add_argument(
+        "--group-insert",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also time K segments inserted one by one against all in one INSERT",
+    )
     parser.add_argument("--load-tool", type=Path, default=DEFAULT_LOAD_TOOL)
     args = parser.parse_args()
 
@@ -165,7 +208,8 @@ def main() -> None:
     figures: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="agentwatch-hotpaths-") as tmp:
         segment = Path(tmp) / "segment.wal"
-        segment.write_bytes(b"".join(receive(bodies)))
+        records = receive(bodies)
+        segment.write_bytes(b"".join(records))
         one_span = Path(tmp) / "one.wal"
         one_span.write_bytes(receive(tool.make_requests(1, 1))[0])
         store = None
@@ -178,6 +222,8 @@ def main() -> None:
                 insert_breakdown(
                     store, segment, one_span, args.requests * args.spans_per_request, figures
                 )
+            if store is not None and args.group_insert > 1:
+                group_insert(store, records, Path(tmp), args.group_insert, figures)
         if store is not None:
             store.close()
 
