@@ -14,7 +14,10 @@ change to one stage can be measured without the noise of the others:
   records and unnesting the spans, the whole SELECT (its output thrown away), and the
   INSERT (which adds writing the parts and the trace-id view);
 - with `--group-insert K`, the traffic as K segments, inserted one INSERT each and then
-  all in one INSERT (a file glob): what grouping sealed segments would save.
+  all in one INSERT (a file glob): what grouping sealed segments would save;
+- with `--columnar-floor`, the same spans as ready columns (translated by the Python
+  reference, untimed) inserted from Arrow: the least ClickHouse itself needs to store
+  them, whatever produced the columns.
 
 Figures are CPU time (`time.process_time`: every thread of this process), in µs per
 span, the least of `--repeat` runs: a neighbour on the host only ever adds to it
@@ -38,6 +41,7 @@ from functools import partial
 from pathlib import Path
 from types import ModuleType
 
+import pyarrow as pa
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
@@ -46,11 +50,12 @@ from bench.ingest import DEFAULT_LOAD_TOOL
 from detectors._config import DetectorConfig
 from detectors._engine import DetectorEngine
 from ingest import AgentSpan, read_agent_spans
+from ingest._batch import COLUMN_NAMES, SpanBatch
 from ingest._enclosing import EnclosingResolver
 from ingest._insert_sql import file_source, insert_query, insert_settings
 from ingest._resolve import build_record
 from ingest._store import ClickHouseStore, chdb_dsn
-from ingest._translate import drop_invalid_spans
+from ingest._translate import drop_invalid_spans, translate
 
 
 def load_tool(path: Path) -> ModuleType:
@@ -184,6 +189,45 @@ def group_insert(
     )
 
 
+def arrow_table(batch: SpanBatch) -> pa.Table:
+    """`batch` as Arrow columns `otel_traces` takes (maps as key/value pairs)."""
+
+    def pairs(maps: list[dict[str, str]]) -> list[list[tuple[str, str]]]:
+        return [list(attributes.items()) for attributes in maps]
+
+    text_map = pa.map_(pa.string(), pa.string())
+    arrays = []
+    for name, column in zip(COLUMN_NAMES, batch.columns(), strict=True):
+        if name == "Timestamp":
+            arrays.append(pa.array(column, type=pa.timestamp("ns")))
+        elif name == "Events.Timestamp":
+            arrays.append(pa.array(column, type=pa.list_(pa.timestamp("ns"))))
+        elif name in ("ResourceAttributes", "SpanAttributes"):
+            arrays.append(pa.array(pairs(column), type=text_map))
+        elif name in ("Events.Attributes", "Links.Attributes"):
+            arrays.append(pa.array([pairs(maps) for maps in column], type=pa.list_(text_map)))
+        else:
+            arrays.append(pa.array(column))
+    return pa.Table.from_arrays(arrays, names=list(COLUMN_NAMES))
+
+
+def columnar_floor(
+    store: ClickHouseStore, bodies: list[bytes], figures: dict[str, list[float]]
+) -> None:
+    resolver = EnclosingResolver()
+    batch = SpanBatch()
+    for body in bodies:
+        batch.extend(translate(ExportTraceServiceRequest.FromString(body), "", resolver))
+    table = arrow_table(batch)
+    insert = partial(
+        store._client().insert_arrow,
+        store.table("otel_traces"),
+        table,
+        settings={"max_partitions_per_insert_block": 0},
+    )
+    figures.setdefault("columnar_floor_arrow_insert", []).append(cpu_us(insert, len(batch)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=60)
@@ -199,6 +243,9 @@ def main() -> None:
         default=0,
         metavar="K",
         help="also time K segments inserted one by one against all in one INSERT",
+    )
+    parser.add_argument(
+        "--columnar-floor", action="store_true", help="also time ready columns from Arrow"
     )
     parser.add_argument("--load-tool", type=Path, default=DEFAULT_LOAD_TOOL)
     args = parser.parse_args()
@@ -224,6 +271,8 @@ def main() -> None:
                 )
             if store is not None and args.group_insert > 1:
                 group_insert(store, records, Path(tmp), args.group_insert, figures)
+            if store is not None and args.columnar_floor:
+                columnar_floor(store, bodies, figures)
         if store is not None:
             store.close()
 

@@ -15,10 +15,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_every_stage_is_measured_and_the_insert_breakdown_and_grouping_too() -> None:
+def test_every_stage_is_measured_and_every_optional_experiment_too() -> None:
     command = [sys.executable, "-m", "bench.hotpaths", "--requests", "2"]
     command += ["--spans-per-request", "20", "--repeat", "1", "--insert-breakdown"]
-    command += ["--group-insert", "2"]
+    command += ["--group-insert", "2", "--columnar-floor"]
     out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=300)
 
     report = json.loads(out.stdout)
@@ -29,6 +29,7 @@ def test_every_stage_is_measured_and_the_insert_breakdown_and_grouping_too() -> 
     assert {"detector_zombie_run", "detector_cost_spike"} <= set(figures)
     assert {f"breakdown_{s}" for s in ("parse_and_unnest", "select", "insert")} <= set(figures)
     assert {"group_insert_one_each", "group_insert_all_in_one"} <= set(figures)
+    assert figures["columnar_floor_arrow_insert"] > 0
     assert all(value >= 0 for value in figures.values())
     assert figures["receive"] > 0
     assert figures["insert"] > 0
