@@ -91,16 +91,37 @@ def receive(bodies: list[bytes]) -> list[bytes]:
     return records
 
 
+class RawQueries:
+    """The store's insert query run by hand, without a dedup token (every run writes)."""
+
+    def __init__(self, store: ClickHouseStore) -> None:
+        self._store = store
+        self._client = store._client()  # a bench reaching inside: queries the store never runs
+        self._settings = insert_settings("", embedded=True)
+        del self._settings["insert_deduplication_token"]
+
+    def insert(self, pattern: str) -> str:
+        """The INSERT … SELECT over the segment file(s) `pattern` names (globs allowed)."""
+        return insert_query(self._store.database, file_source(pattern), self._store.prices)
+
+    def select(self, pattern: str) -> str:
+        """Its SELECT alone, the rows thrown away."""
+        query = self.insert(pattern)
+        return query[query.index("SELECT") :] + " FORMAT Null"
+
+    def run(self, sql: str) -> None:
+        self._client.command(sql, settings=self._settings)
+
+
 def one_run(
     run: int,
     bodies: list[bytes],
     segment: Path,
     one_span: Path,
+    spans: int,
     store: ClickHouseStore | None,
     figures: dict[str, list[float]],
 ) -> None:
-    spans = sum(1 for _ in read_agent_spans(segment))
-
     def measure(stage: str, action: Callable[[], object], count: int = spans) -> None:
         figures.setdefault(stage, []).append(cpu_us(action, count))
 
@@ -118,46 +139,37 @@ def one_run(
 
 
 def insert_breakdown(
-    store: ClickHouseStore,
+    raw: RawQueries,
     segment: Path,
     one_span: Path,
     spans: int,
     figures: dict[str, list[float]],
 ) -> None:
-    """The insert query's stages, each run on its own (no dedup token: every run writes).
+    """The insert query's stages, each run on its own.
 
     Each includes the query's analysis; `select_fixed_ms` is that on a one-span segment.
     """
-    one_source = file_source(str(one_span))
-    one_select = insert_query(store.database, one_source, store.prices)
-    source = file_source(str(segment))
-    query = insert_query(store.database, source, store.prices)
-    settings = insert_settings("", embedded=True)
-    del settings["insert_deduplication_token"]
-    client = store._client()
     unnest = (
         "SELECT length(sp.attributes), length(sp.events), length(rs.resource.attributes) "
-        f"FROM {source} ARRAY JOIN resource_spans AS rs ARRAY JOIN rs.scope_spans AS ss "
-        "ARRAY JOIN ss.spans AS sp FORMAT Null"
+        f"FROM {file_source(str(segment))} ARRAY JOIN resource_spans AS rs "
+        "ARRAY JOIN rs.scope_spans AS ss ARRAY JOIN ss.spans AS sp FORMAT Null"
     )
     stages = {
         "parse_and_unnest": unnest,
-        "select": query[query.index("SELECT") :] + " FORMAT Null",
-        "insert": query,
+        "select": raw.select(str(segment)),
+        "insert": raw.insert(str(segment)),
     }
     for stage, sql in stages.items():
-        figures.setdefault(f"breakdown_{stage}", []).append(
-            cpu_us(partial(client.command, sql, settings=settings), spans)
-        )
-    select_one = one_select[one_select.index("SELECT") :] + " FORMAT Null"
+        figures.setdefault(f"breakdown_{stage}", []).append(cpu_us(partial(raw.run, sql), spans))
     figures.setdefault("breakdown_select_fixed_ms", []).append(
-        cpu_us(partial(client.command, select_one, settings=settings), 1000)
+        cpu_us(partial(raw.run, raw.select(str(one_span))), 1000)
     )
 
 
 def group_insert(
-    store: ClickHouseStore,
+    raw: RawQueries,
     records: list[bytes],
+    spans: int,
     directory: Path,
     groups: int,
     figures: dict[str, list[float]],
@@ -169,23 +181,15 @@ def group_insert(
         path = directory / f"group-{index}.wal"
         path.write_bytes(b"".join(records[index * size : (index + 1) * size]))
         paths.append(path)
-    spans = sum(len(read_agent_spans(path)) for path in paths)
-    settings = insert_settings("", embedded=True)
-    del settings["insert_deduplication_token"]
-    client = store._client()
-
-    def insert(pattern: str) -> None:
-        query = insert_query(store.database, file_source(pattern), store.prices)
-        client.command(query, settings=settings)
 
     def one_each() -> None:
         for path in paths:
-            insert(str(path))
+            raw.run(raw.insert(str(path)))
 
     everything = str(directory / f"group-{{{','.join(str(i) for i in range(groups))}}}.wal")
     figures.setdefault("group_insert_one_each", []).append(cpu_us(one_each, spans))
     figures.setdefault("group_insert_all_in_one", []).append(
-        cpu_us(partial(insert, everything), spans)
+        cpu_us(partial(raw.run, raw.insert(everything)), spans)
     )
 
 
@@ -252,6 +256,7 @@ def main() -> None:
 
     tool = load_tool(args.load_tool)
     bodies = tool.make_requests(args.requests, args.spans_per_request)
+    spans = args.requests * args.spans_per_request  # all valid: none is dropped
     figures: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="agentwatch-hotpaths-") as tmp:
         segment = Path(tmp) / "segment.wal"
@@ -263,14 +268,13 @@ def main() -> None:
         if not args.no_insert:
             store = ClickHouseStore(chdb_dsn(Path(tmp)))
             store.open()
+        raw = RawQueries(store) if store is not None else None
         for run in range(args.repeat):
-            one_run(run, bodies, segment, one_span, store, figures)
-            if store is not None and args.insert_breakdown:
-                insert_breakdown(
-                    store, segment, one_span, args.requests * args.spans_per_request, figures
-                )
-            if store is not None and args.group_insert > 1:
-                group_insert(store, records, Path(tmp), args.group_insert, figures)
+            one_run(run, bodies, segment, one_span, spans, store, figures)
+            if raw is not None and args.insert_breakdown:
+                insert_breakdown(raw, segment, one_span, spans, figures)
+            if raw is not None and args.group_insert > 1:
+                group_insert(raw, records, spans, Path(tmp), args.group_insert, figures)
             if store is not None and args.columnar_floor:
                 columnar_floor(store, bodies, figures)
         if store is not None:
@@ -283,7 +287,7 @@ def main() -> None:
         if stage.startswith("detector_") and stage != "detector_read"
     )
     report = {
-        "spans": args.requests * args.spans_per_request,
+        "spans": spans,
         "cpu_us_per_span": least,
         "detectors_total": round(engine_total, 2),
     }
