@@ -8,13 +8,15 @@ change to one stage can be measured without the noise of the others:
   (what the event loop does per export request);
 - detector read: a log segment back to `AgentSpan`s (what the detector process does
   before the detectors see a span), then each detector's `consume` on those spans;
-- insert: ClickHouse (embedded chDB, a fresh temp dir) inserting the segment, all its
-  threads; and the same query on a one-span segment (the fixed cost per insert);
-- with `--insert-breakdown`, the insert query's parts on their own: parsing the
-  records and unnesting the spans, the whole SELECT (its output thrown away), and the
-  INSERT (which adds writing the parts and the trace-id view);
-- with `--group-insert K`, the traffic as K segments, inserted one INSERT each and then
-  all in one INSERT (a file glob): what grouping sealed segments would save;
+- flat rows: the segment turned into one RowBinary row per span (`ingest/_flat_rows.py`);
+- insert: the store inserting the segment (flat rows, then ClickHouse — embedded chDB,
+  a fresh temp dir — all its threads); and a one-span segment (the fixed cost per
+  insert);
+- with `--insert-breakdown`, the insert query's parts on their own, over the flat
+  rows: reading them, the whole SELECT (its output thrown away), and the INSERT
+  (which adds writing the parts and the trace-id view);
+- with `--group-insert K`, the traffic as K segments' rows, inserted one INSERT each
+  and then all in one INSERT (a file glob): what grouping sealed segments would save;
 - with `--columnar-floor`, the same spans as ready columns (translated by the Python
   reference, untimed) inserted from Arrow: the least ClickHouse itself needs to store
   them, whatever produced the columns.
@@ -52,6 +54,7 @@ from detectors._engine import DetectorEngine
 from ingest import AgentSpan, read_agent_spans
 from ingest._batch import COLUMN_NAMES, SpanBatch
 from ingest._enclosing import EnclosingResolver
+from ingest._flat_rows import flat_rows
 from ingest._insert_sql import file_source, insert_query, insert_settings
 from ingest._resolve import build_record
 from ingest._store import ClickHouseStore, chdb_dsn
@@ -97,11 +100,11 @@ class RawQueries:
     def __init__(self, store: ClickHouseStore) -> None:
         self._store = store
         self._client = store._client()  # a bench reaching inside: queries the store never runs
-        self._settings = insert_settings("", embedded=True)
+        self._settings = insert_settings("")
         del self._settings["insert_deduplication_token"]
 
     def insert(self, pattern: str) -> str:
-        """The INSERT … SELECT over the segment file(s) `pattern` names (globs allowed)."""
+        """The INSERT … SELECT over the flat-rows file(s) `pattern` names (globs allowed)."""
         return insert_query(self._store.database, file_source(pattern), self._store.prices)
 
     def select(self, pattern: str) -> str:
@@ -130,6 +133,7 @@ def one_run(
     keys = engine.extra_keys()
     read: list[AgentSpan] = []
     measure("detector_read", lambda: read.extend(read_agent_spans(segment, keys)))
+    measure("flat_rows", partial(flat_rows, segment.read_bytes()))
     for detector in engine.detectors:
         measure(f"detector_{detector.kind}", partial(detector.consume, read))
     if store is not None:
@@ -140,29 +144,28 @@ def one_run(
 
 def insert_breakdown(
     raw: RawQueries,
-    segment: Path,
+    rows: Path,
     one_span: Path,
     spans: int,
     figures: dict[str, list[float]],
 ) -> None:
-    """The insert query's stages, each run on its own.
+    """The insert query's stages over a segment's flat `rows`, each run on its own.
 
     Each includes the query's analysis; `select_fixed_ms` is that on a one-span segment.
     """
-    unnest = (
-        "SELECT length(sp.attributes), length(sp.events), length(rs.resource.attributes) "
-        f"FROM {file_source(str(segment))} ARRAY JOIN resource_spans AS rs "
-        "ARRAY JOIN rs.scope_spans AS ss ARRAY JOIN ss.spans AS sp FORMAT Null"
+    read = (
+        "SELECT length(SpanAttributes), length(EventsName), length(ResourceAttributes) "
+        f"FROM {file_source(str(rows))} FORMAT Null"
     )
     stages = {
-        "parse_and_unnest": unnest,
-        "select": raw.select(str(segment)),
-        "insert": raw.insert(str(segment)),
+        "read_rows": read,
+        "select": raw.select(str(rows)),
+        "insert": raw.insert(str(rows)),
     }
     for stage, sql in stages.items():
         figures.setdefault(f"breakdown_{stage}", []).append(cpu_us(partial(raw.run, sql), spans))
     figures.setdefault("breakdown_select_fixed_ms", []).append(
-        cpu_us(partial(raw.run, raw.select(str(one_span))), 1000)
+        cpu_us(partial(raw.run, raw.select(str(one_span.with_suffix(".rows")))), 1000)
     )
 
 
@@ -178,15 +181,15 @@ def group_insert(
     size = -(-len(records) // groups)
     paths = []
     for index in range(groups):
-        path = directory / f"group-{index}.wal"
-        path.write_bytes(b"".join(records[index * size : (index + 1) * size]))
+        path = directory / f"group-{index}.rows"
+        path.write_bytes(flat_rows(b"".join(records[index * size : (index + 1) * size])))
         paths.append(path)
 
     def one_each() -> None:
         for path in paths:
             raw.run(raw.insert(str(path)))
 
-    everything = str(directory / f"group-{{{','.join(str(i) for i in range(groups))}}}.wal")
+    everything = str(directory / f"group-{{{','.join(str(i) for i in range(groups))}}}.rows")
     figures.setdefault("group_insert_one_each", []).append(cpu_us(one_each, spans))
     figures.setdefault("group_insert_all_in_one", []).append(
         cpu_us(partial(raw.run, raw.insert(everything)), spans)
@@ -264,6 +267,9 @@ def main() -> None:
         segment.write_bytes(b"".join(records))
         one_span = Path(tmp) / "one.wal"
         one_span.write_bytes(receive(tool.make_requests(1, 1))[0])
+        # The flat rows the breakdowns run the insert query over.
+        segment.with_suffix(".rows").write_bytes(flat_rows(segment.read_bytes()))
+        one_span.with_suffix(".rows").write_bytes(flat_rows(one_span.read_bytes()))
         store = None
         if not args.no_insert:
             store = ClickHouseStore(chdb_dsn(Path(tmp)))
@@ -272,7 +278,7 @@ def main() -> None:
         for run in range(args.repeat):
             one_run(run, bodies, segment, one_span, spans, store, figures)
             if raw is not None and args.insert_breakdown:
-                insert_breakdown(raw, segment, one_span, spans, figures)
+                insert_breakdown(raw, segment.with_suffix(".rows"), one_span, spans, figures)
             if raw is not None and args.group_insert > 1:
                 group_insert(raw, records, spans, Path(tmp), args.group_insert, figures)
             if store is not None and args.columnar_floor:

@@ -1,9 +1,9 @@
-"""The INSERT … SELECT that turns WAL records into `otel_traces` rows inside ClickHouse.
+"""The INSERT … SELECT that turns flat span rows into `otel_traces` rows in ClickHouse.
 
 `sql/insert_spans.sql` holds the query; this module fills in the expressions that
-repeat (attribute maps, AnyValue rendering, "first non-empty of" chains) and the
-input structure that matches `sql/otlp_record.proto`. The mapping mirrors
-`ingest/_conventions.py` field for field; tests check the two agree.
+repeat ("first non-empty of" chains, prices) and the input rows' structure
+(`ingest/_flat_rows.py`). The mapping mirrors `ingest/_conventions.py` field for
+field; tests check the two agree.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from functools import cache
 from importlib import resources
-from typing import Any
 
 from ingest._conventions import LLM_OPERATIONS, MARKER_KEY
+from ingest._flat_rows import FLAT_STRUCTURE
 from ingest._prices import (
     CACHED_INPUT_ATTRIBUTES,
     REASONING_ATTRIBUTES,
@@ -25,75 +25,6 @@ from ingest._prices import (
 )
 
 _SQL_PACKAGE = "ingest.sql"
-
-_ONEOF = (
-    "Enum8('none' = 0, 'string_value' = 1, 'bool_value' = 2, 'int_value' = 3, "
-    "'double_value' = 4, 'array_value' = 5, 'kvlist_value' = 6, 'bytes_value' = 7)"
-)
-_SCALARS = "string_value String, bool_value Bool, int_value Int64, double_value Float64"
-_LEAF = (
-    f"Tuple(value {_ONEOF}, {_SCALARS}, "
-    "array_value String, kvlist_value String, bytes_value String)"
-)
-_ANY = (
-    f"Tuple(value {_ONEOF}, {_SCALARS}, array_value Tuple(values Array({_LEAF})), "
-    f"kvlist_value Tuple(values Array(Tuple(key String, value {_LEAF}))), bytes_value String)"
-)
-_ATTRS = f"Array(Tuple(key String, value {_ANY}))"
-_SPAN = (
-    "Tuple(trace_id String, span_id String, trace_state String, parent_span_id String, "
-    "name String, kind Int32, start_time_unix_nano UInt64, end_time_unix_nano UInt64, "
-    f"attributes {_ATTRS}, "
-    f"events Array(Tuple(time_unix_nano UInt64, name String, attributes {_ATTRS})), "
-    f"links Array(Tuple(trace_id String, span_id String, trace_state String, "
-    f"attributes {_ATTRS})), "
-    "status Tuple(message String, code Int32))"
-)
-# The columns ClickHouse reads from each record (format Protobuf, message WalRecord).
-RECORD_STRUCTURE = (
-    f"resource_spans Array(Tuple(resource Tuple(attributes {_ATTRS}), "
-    f"scope_spans Array(Tuple(scope Tuple(name String, version String), spans Array({_SPAN}))))), "
-    "tenant String, "
-    "resolved Nested(span_id String, agent_name String, run_id String, tool_args_hash String)"
-)
-
-
-def _leaf_json(x: str) -> str:
-    """A one-level-deep AnyValue as JSON text (deeper nesting: its raw bytes, base64)."""
-    return (
-        f"multiIf({x}.value = 'string_value', toJSONString({x}.string_value), "
-        f"{x}.value = 'bool_value', if({x}.bool_value, 'true', 'false'), "
-        f"{x}.value = 'int_value', toString({x}.int_value), "
-        f"{x}.value = 'double_value', toString({x}.double_value), "
-        f"{x}.value = 'bytes_value', toJSONString(base64Encode({x}.bytes_value)), "
-        f"{x}.value = 'array_value', toJSONString(base64Encode({x}.array_value)), "
-        f"{x}.value = 'kvlist_value', toJSONString(base64Encode({x}.kvlist_value)), 'null')"
-    )
-
-
-def value_string(v: str) -> str:
-    """An AnyValue as the Collector's `AsString()`: scalars as text, arrays/maps as JSON."""
-    array_items = f"arrayMap(x -> {_leaf_json('x')}, {v}.array_value.values)"
-    map_items = (
-        f"arrayMap(x -> concat(toJSONString(x.key), ':', {_leaf_json('x.value')}), "
-        f"{v}.kvlist_value.values)"
-    )
-    return (
-        f"multiIf({v}.value = 'string_value', {v}.string_value, "
-        f"{v}.value = 'bool_value', if({v}.bool_value, 'true', 'false'), "
-        f"{v}.value = 'int_value', toString({v}.int_value), "
-        f"{v}.value = 'double_value', toString({v}.double_value), "
-        f"{v}.value = 'array_value', concat('[', arrayStringConcat({array_items}, ','), ']'), "
-        f"{v}.value = 'kvlist_value', concat('{{', arrayStringConcat({map_items}, ','), '}}'), "
-        f"{v}.value = 'bytes_value', base64Encode({v}.bytes_value), '')"
-    )
-
-
-def attribute_map(attributes: str) -> str:
-    return (
-        f"mapFromArrays(arrayMap(a -> a.key, {attributes}), "
-        f"arrayMap(a -> {value_string('a.value')}, {attributes}))"
-    )
 
 
 def _attr(key: str) -> str:
@@ -131,8 +62,6 @@ def _convention_expressions() -> dict[str, str]:
     )
 
     traceloop_kind = f"lower({_attr('traceloop.span.kind')})"
-    resolved_agent = "if(resolved_at > 0, resolved.agent_name[resolved_at], '')"
-    resolved_run = "if(resolved_at > 0, resolved.run_id[resolved_at], '')"
     oi_model = _first_nonempty(_attr("llm.model_name"), _attr("embedding.model_name"))
     return {
         # A span's own agent and run first, then what ingest resolved from enclosing
@@ -141,8 +70,8 @@ def _convention_expressions() -> dict[str, str]:
             _attr("gen_ai.agent.name"),
             _attr("agent.name"),
             f"if({traceloop_kind} = 'agent', {_attr('traceloop.entity.name')}, '')",
-            resolved_agent,
-            "resource_attrs['service.name']",
+            "ResolvedAgent",
+            "ServiceName",
         ),
         "run_id": _first_nonempty(
             _attr("gen_ai.conversation.id"),
@@ -150,8 +79,8 @@ def _convention_expressions() -> dict[str, str]:
             _attr("traceloop.association.properties.session_id"),
             _attr("traceloop.association.properties.conversation_id"),
             _attr("traceloop.association.properties.thread_id"),
-            resolved_run,
-            "lower(hex(sp.trace_id))",
+            "ResolvedRun",
+            "TraceId",
         ),
         "operation": _first_nonempty(
             _attr("gen_ai.operation.name"),
@@ -229,17 +158,6 @@ def _template() -> str:
     return resources.files(_SQL_PACKAGE).joinpath("insert_spans.sql").read_text("utf-8")
 
 
-def _schema_file() -> Any:
-    return resources.files(_SQL_PACKAGE).joinpath("otlp_record.proto")
-
-
-@cache
-def record_schema() -> str:
-    """The protobuf schema text ClickHouse parses records with."""
-    text: str = _schema_file().read_text("utf-8")
-    return text
-
-
 def corrections_query(database: str) -> str:
     """The UPDATE that applies a segment's corrections (parameters bound by the caller)."""
     template: str = resources.files(_SQL_PACKAGE).joinpath("apply_corrections.sql").read_text()
@@ -251,23 +169,23 @@ def _quote(text: str) -> str:
 
 
 def file_source(path: str) -> str:
-    """Records read by the engine itself from a local file (embedded chDB)."""
-    return f"file({_quote(path)}, 'Protobuf', {_quote(RECORD_STRUCTURE)})"
+    """Flat rows read by the engine itself from a local file (embedded chDB)."""
+    return f"file({_quote(path)}, 'RowBinary', {_quote(FLAT_STRUCTURE)})"
 
 
 def input_source() -> str:
-    """Records sent in the INSERT's body (a ClickHouse server)."""
-    return f"input({_quote(RECORD_STRUCTURE)})"
+    """Flat rows sent in the INSERT's body (a ClickHouse server)."""
+    return f"input({_quote(FLAT_STRUCTURE)})"
 
 
 def insert_query(database: str, source: str, prices: PriceTable) -> str:
     """The full INSERT … SELECT; `database` must be a validated identifier.
 
     `prices` prices the LLM spans (the CostUsd column). With `input_source()` the
-    records follow in the request body, so the query names their format at the end,
-    as ClickHouse requires for `input()`.
+    rows follow in the request body, so the query names their format at the end, as
+    ClickHouse requires for `input()`.
     """
-    trailer = "\nFORMAT Protobuf" if source.startswith("input(") else ""
+    trailer = "\nFORMAT RowBinary" if source.startswith("input(") else ""
     return _render(database, source, prices) + trailer
 
 
@@ -290,34 +208,14 @@ def _render(database: str, source: str, prices: PriceTable) -> str:
     return _template().format(
         database=database,
         source=source,
-        resource_attributes=attribute_map("rs.resource.attributes"),
-        span_attributes=attribute_map("sp.attributes"),
-        event_attributes=attribute_map("e.attributes"),
-        link_attributes=attribute_map("l.attributes"),
         convention_keys=_convention_keys(conventions),
         **{**conventions, **_cost_expressions(prices)},
     )
 
 
-def insert_settings(dedup_token: str, embedded: bool) -> dict[str, str | int]:
-    """Settings for `insert_query`.
-
-    The embedded engine reads the schema from the installed package file (given as
-    text, chDB would cache a copy in the working directory); a server, which cannot
-    see our files, gets the schema text itself.
-    """
-    if embedded:
-        schema: dict[str, str | int] = {"format_schema": f"{_schema_file()}:WalRecord"}
-    else:
-        schema = {
-            "format_schema_source": "string",
-            "format_schema": record_schema(),
-            "format_schema_message_name": "WalRecord",
-        }
+def insert_settings(dedup_token: str) -> dict[str, str | int]:
+    """Settings for `insert_query`."""
     return {
-        **schema,
-        "input_format_protobuf_oneof_presence": 1,
-        "output_format_json_escape_forward_slashes": 0,
         "insert_deduplication_token": dedup_token,
         # A segment may span many days (a backfill, a long outage's replay): one
         # partition per day must never make a segment uninsertable.

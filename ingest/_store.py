@@ -20,6 +20,7 @@ from google.protobuf.message import DecodeError
 
 from ingest._enclosing import Correction
 from ingest._errors import PermanentStoreError, StoreInUseError, TransientStoreError
+from ingest._flat_rows import flat_rows
 from ingest._insert_sql import (
     corrections_query,
     file_source,
@@ -126,23 +127,29 @@ class ClickHouseStore:
     # -- writes ----------------------------------------------------------------------
 
     def insert_segment(self, path: Path, dedup_token: str) -> None:
-        """Insert a write-ahead-log segment; ClickHouse parses and normalizes the records.
+        """Insert a write-ahead-log segment: its spans as flat rows (`flat_rows`), from
+        which ClickHouse derives the agent columns; then its logs and corrections.
 
-        chDB reads the file itself; a server gets its bytes in the request body. The
-        same `dedup_token` makes a replayed segment a no-op.
+        chDB reads the rows from a scratch file beside the segment; a server gets them
+        in the request body. The same `dedup_token` makes a replayed segment a no-op.
         """
         self._ensure_schema()
-        if self.is_embedded:
-            source, data = file_source(str(path)), None
-        else:
-            source, data = input_source(), path.read_bytes()
-        query = insert_query(self.database, source, self.prices)
+        segment = path.read_bytes()
+        scratch = path.with_name(path.name + ".rows")
         try:
+            rows = flat_rows(segment)
             client = self._client()
-            client.command(
-                query, data=data, settings=insert_settings(dedup_token, self.is_embedded)
-            )
-            corrections, log_rows = _corrections_and_log_rows(path)
+            if rows:
+                settings = insert_settings(dedup_token)
+                if self.is_embedded:
+                    # Derived data: the segment stays the durable copy, so no fsync.
+                    scratch.write_bytes(rows)
+                    sql = insert_query(self.database, file_source(str(scratch)), self.prices)
+                    client.command(sql, settings=settings)
+                else:
+                    sql = insert_query(self.database, input_source(), self.prices)
+                    client.command(sql, data=rows, settings=settings)
+            corrections, log_rows = _corrections_and_log_rows(segment)
             if log_rows:
                 # Its own dedup window (per table), so the same token is safe here.
                 client.insert(
@@ -158,6 +165,8 @@ class ClickHouseStore:
         except Exception as exc:
             self._drop_thread_client()
             raise classify_store_error(exc) from exc
+        finally:
+            scratch.unlink(missing_ok=True)
 
     def _apply_corrections(self, client: Any, corrections: dict[tuple[str, str], Any]) -> None:
         """Fix spans stored before their enclosing span arrived (see _enclosing.py)."""
@@ -222,12 +231,12 @@ class ClickHouseStore:
 
 
 def _corrections_and_log_rows(
-    path: Path,
+    segment: bytes,
 ) -> tuple[dict[tuple[str, str], Correction], list[list[Any]]]:
     """What a segment holds besides the spans ClickHouse parses: corrections, log rows."""
     corrections: dict[tuple[str, str], Correction] = {}
     rows: list[list[Any]] = []
-    for record in iter_records(path.read_bytes()):
+    for record in iter_records(segment):
         logs = read_logs_payload(record)
         if logs is not None:
             rows.extend(log_rows(logs))

@@ -2,7 +2,16 @@
 
 Appending fields to a serialized protobuf message is itself a valid message (the
 fields merge), so a record is `request bytes + envelope bytes` with no re-encoding of
-the request. Field numbers 1000+ are agentwatch's (see sql/otlp_record.proto).
+the request. Field numbers 1000+ are agentwatch's; no OTLP field uses them:
+
+    1000 tenant       string
+    1001 resolved     repeated {1 span_id bytes, 2 agent_name, 3 run_id, 4 tool_args_hash}
+    1002 corrections  repeated {1 trace_id bytes, 2 span_id bytes, 3 agent_name, 4 run_id}
+    1003 logs         an ExportLogsServiceRequest (a logs record has no resource_spans)
+    1004 received_ns  varint (logs records)
+
+Readers: this module, `_agent_spans.py` and `_wirescan.c` (detectors), `_flat_rows.py`
+and `_flatrows.c` (the store).
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ _RESOLVED = 1001
 _CORRECTIONS = 1002
 # A record of log records: the ExportLogsServiceRequest's bytes, nested in this field
 # (a logs request cannot be merged into the span schema like a traces request: the
-# field numbers overlap with other types). See sql/otlp_record.proto.
+# field numbers overlap with other types).
 _LOGS = 1003
 _RECEIVED_NS = 1004  # when a logs request was received: the time of records without one
 _LENGTH_DELIMITED = 2

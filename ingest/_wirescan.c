@@ -19,12 +19,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#define MAX_KEYS 64
+#include "_wire.h"
 
-typedef struct {
-    const uint8_t *p;
-    const uint8_t *end;
-} cursor;
+#define MAX_KEYS 64
 
 typedef struct {
     const char *data[MAX_KEYS];
@@ -32,51 +29,6 @@ typedef struct {
     int count;
     int decode; /* hits as (key, text) tuples where possible */
 } keyset;
-
-static int read_varint(cursor *c, uint64_t *out) {
-    uint64_t value = 0;
-    int shift = 0;
-    while (c->p < c->end) {
-        uint8_t byte = *c->p++;
-        value |= (uint64_t)(byte & 0x7F) << shift;
-        if (!(byte & 0x80)) {
-            *out = value;
-            return 0;
-        }
-        shift += 7;
-        if (shift > 63) return -1;
-    }
-    return -1;
-}
-
-/* Read one field header; for length-delimited fields, return its payload in *sub. */
-static int next_field(cursor *c, uint32_t *number, int *wire_type, cursor *sub) {
-    uint64_t tag, length;
-    if (read_varint(c, &tag) < 0) return -1;
-    *number = (uint32_t)(tag >> 3);
-    *wire_type = (int)(tag & 7);
-    switch (*wire_type) {
-    case 0:
-        return read_varint(c, &length);
-    case 1:
-        if (c->end - c->p < 8) return -1;
-        c->p += 8;
-        return 0;
-    case 2:
-        if (read_varint(c, &length) < 0) return -1;
-        if ((uint64_t)(c->end - c->p) < length) return -1;
-        sub->p = c->p;
-        sub->end = c->p + length;
-        c->p += length;
-        return 0;
-    case 5:
-        if (c->end - c->p < 4) return -1;
-        c->p += 4;
-        return 0;
-    default:
-        return -1; /* groups (3, 4) and reserved types */
-    }
-}
 
 static int key_matches(cursor kv, const keyset *keys) {
     uint32_t number;
@@ -301,12 +253,6 @@ static PyObject *hex_of(cursor c) {
         buffer[2 * i + 1] = digits[c.p[i] & 15];
     }
     return PyUnicode_FromStringAndSize(buffer, 2 * size);
-}
-
-static uint64_t fixed64_at(const uint8_t *p) {
-    uint64_t value = 0;
-    for (int i = 7; i >= 0; i--) value = (value << 8) | p[i];
-    return value;
 }
 
 typedef struct {

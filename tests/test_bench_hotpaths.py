@@ -25,9 +25,9 @@ def test_every_stage_is_measured_and_every_optional_experiment_too() -> None:
 
     figures = report["cpu_us_per_span"]
     assert report["spans"] == 40
-    assert {"receive", "detector_read", "insert", "insert_fixed_ms"} <= set(figures)
+    assert {"receive", "detector_read", "flat_rows", "insert", "insert_fixed_ms"} <= set(figures)
     assert {"detector_zombie_run", "detector_cost_spike"} <= set(figures)
-    assert {f"breakdown_{s}" for s in ("parse_and_unnest", "select", "insert")} <= set(figures)
+    assert {f"breakdown_{s}" for s in ("read_rows", "select", "insert")} <= set(figures)
     assert {"group_insert_one_each", "group_insert_all_in_one"} <= set(figures)
     assert figures["columnar_floor_arrow_insert"] > 0
     assert all(value >= 0 for value in figures.values())
