@@ -16,6 +16,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -24,6 +25,14 @@
 #include "_wire.h"
 
 #define MAX_DEPTH 32
+
+/*
+ * The walk runs without the GIL (a segment takes ~0.1 s, which the event loop must
+ * not wait for), so it calls no Python API: a failure is noted here, per thread, and
+ * raised once the GIL is back.
+ */
+static _Thread_local const char *failure;
+static const char OUT_OF_MEMORY[] = "out of memory";
 
 /* OTLP field numbers (opentelemetry/proto/trace/v1/trace.proto, common.proto). */
 enum {
@@ -58,7 +67,7 @@ static int reserve(buffer *b, size_t extra) {
     while (cap < b->len + extra) cap *= 2;
     uint8_t *data = realloc(b->data, cap);
     if (data == NULL) {
-        PyErr_NoMemory();
+        failure = OUT_OF_MEMORY;
         return -1;
     }
     b->data = data;
@@ -113,8 +122,29 @@ static int put_hex(buffer *b, cursor c) {
     return 0;
 }
 
+/* A reusable list of cursors: a span's attributes, events or links, in wire order. */
+typedef struct {
+    cursor *items;
+    size_t len, cap;
+} cursor_list;
+
+static int push(cursor_list *list, cursor c) {
+    if (list->len == list->cap) {
+        size_t cap = list->cap ? 2 * list->cap : 64;
+        cursor *items = realloc(list->items, cap * sizeof(cursor));
+        if (items == NULL) {
+            failure = OUT_OF_MEMORY;
+            return -1;
+        }
+        list->items = items;
+        list->cap = cap;
+    }
+    list->items[list->len++] = c;
+    return 0;
+}
+
 static int fail(const char *why) {
-    PyErr_SetString(PyExc_ValueError, why);
+    failure = why;
     return -1;
 }
 
@@ -169,6 +199,70 @@ static double as_double(uint64_t bits) {
     return number;
 }
 
+/*
+ * Python's repr of a double: the shortest digits that read back as the same double,
+ * in fixed notation when the decimal point falls within 16 digits of them, else as
+ * d.ddde+XX (float_repr_style 'short', mode 'r', with ".0" on whole numbers).
+ *
+ * The correctly rounded 15-digit form round-trips whenever any form of 15 digits or
+ * fewer does (and with trailing zeros dropped it is that form); past 15, the correctly
+ * rounded 16- or 17-digit form is the closest one that round-trips. So at most three
+ * tries (subnormals, with fewer significant bits, try every length). Tested against Python's repr on random doubles (tests/test_flat_rows.py).
+ */
+static void python_repr(double number, char *out) {
+    char scientific[40], digits[24];
+    if (isnan(number)) {
+        strcpy(out, "nan");
+        return;
+    }
+    if (isinf(number)) {
+        strcpy(out, number > 0 ? "inf" : "-inf");
+        return;
+    }
+    /* Subnormals hold fewer digits: there, shorter forms can exist below 15. */
+    for (int precision = fabs(number) < DBL_MIN ? 1 : 15; precision <= 17; precision++) {
+        snprintf(scientific, sizeof scientific, "%.*e", precision - 1, number);
+        if (strtod(scientific, NULL) == number) break;
+    }
+    /* scientific: [-]d.ddd…e±XX */
+    const char *p = scientific;
+    int negative = *p == '-', n = 0;
+    if (negative) p++;
+    for (; *p != 'e'; p++)
+        if (*p != '.') digits[n++] = *p;
+    int point = atoi(p + 1) + 1; /* value = 0.DIGITS x 10^point */
+    while (n > 1 && digits[n - 1] == '0') n--;
+    digits[n] = 0;
+    char *o = out;
+    if (negative) *o++ = '-';
+    if (point > -4 && point <= 16) {
+        if (point <= 0) {
+            *o++ = '0';
+            *o++ = '.';
+            for (int i = 0; i < -point; i++) *o++ = '0';
+            for (int i = 0; i < n; i++) *o++ = digits[i];
+        } else if (point >= n) {
+            for (int i = 0; i < n; i++) *o++ = digits[i];
+            for (int i = n; i < point; i++) *o++ = '0';
+            *o++ = '.';
+            *o++ = '0';
+        } else {
+            for (int i = 0; i < n; i++) {
+                if (i == point) *o++ = '.';
+                *o++ = digits[i];
+            }
+        }
+        *o = 0;
+        return;
+    }
+    *o++ = digits[0];
+    if (n > 1) {
+        *o++ = '.';
+        for (int i = 1; i < n; i++) *o++ = digits[i];
+    }
+    sprintf(o, "e%c%02d", point - 1 < 0 ? '-' : '+', abs(point - 1));
+}
+
 /* Integral doubles below 1e15 as integers, others as Python's repr (_float_text). */
 static int put_double(buffer *b, double number, int json) {
     char small[32];
@@ -178,11 +272,9 @@ static int put_double(buffer *b, double number, int json) {
     }
     if (json && !isfinite(number)) /* json.dumps' spelling */
         return put_text(b, isnan(number) ? "NaN" : number > 0 ? "Infinity" : "-Infinity");
-    char *text = PyOS_double_to_string(number, 'r', 0, Py_DTSF_ADD_DOT_0, NULL); /* repr */
-    if (text == NULL) return -1;
-    int failed = put_text(b, text);
-    PyMem_Free(text);
-    return failed;
+    char text[40];
+    python_repr(number, text);
+    return put_text(b, text);
 }
 
 static int put_base64(buffer *b, cursor c) {
@@ -352,17 +444,28 @@ static int put_value_string(buffer *b, buffer *scratch, cursor value) {
     return put_string(b, scratch->data, scratch->len);
 }
 
+static int put_key_value(buffer *b, buffer *scratch, cursor kv) {
+    cursor key, value;
+    if (read_key_value(kv, &key, &value) < 0 || put_cursor(b, key) < 0) return -1;
+    return put_value_string(b, scratch, value);
+}
+
+/* KeyValues already listed, as a RowBinary Map(String, String). */
+static int put_listed_map(buffer *b, buffer *scratch, const cursor_list *list) {
+    if (put_varint(b, list->len) < 0) return -1;
+    for (size_t i = 0; i < list->len; i++)
+        if (put_key_value(b, scratch, list->items[i]) < 0) return -1;
+    return 0;
+}
+
 /* Every `number` KeyValue of `message` as a RowBinary Map(String, String). */
 static int put_attribute_map(buffer *b, buffer *scratch, cursor message, uint32_t number) {
     uint64_t count;
     field f;
-    cursor key, value;
     if (count_fields(message, number, &count) < 0 || put_varint(b, count) < 0) return -1;
     while (message.p < message.end) {
         if (read_field(&message, &f) < 0) return -1;
-        if (f.number != number || f.wire_type != 2) continue;
-        if (read_key_value(f.sub, &key, &value) < 0 || put_cursor(b, key) < 0 ||
-            put_value_string(b, scratch, value) < 0)
+        if (f.number == number && f.wire_type == 2 && put_key_value(b, scratch, f.sub) < 0)
             return -1;
     }
     return 0;
@@ -405,6 +508,7 @@ typedef struct {
     buffer resource; /* the current resource's attribute map, rendered once */
     buffer service;  /* its service.name */
     cursor scope_name, scope_version;
+    cursor_list attributes, events, links; /* the current span's */
 } record_state;
 
 static int read_envelope(cursor record, record_state *state, int *is_logs) {
@@ -421,9 +525,9 @@ static int read_envelope(cursor record, record_state *state, int *is_logs) {
     }
     state->resolved_count = 0;
     if (*is_logs || count == 0) return 0;
-    state->resolved = PyMem_Malloc(count * sizeof(resolved_span));
+    state->resolved = malloc(count * sizeof(resolved_span));
     if (state->resolved == NULL) {
-        PyErr_NoMemory();
+        failure = OUT_OF_MEMORY;
         return -1;
     }
     for (cursor c = record; c.p < c.end;) {
@@ -449,30 +553,28 @@ static int read_envelope(cursor record, record_state *state, int *is_logs) {
 /* ---- spans ---- */
 
 /* `exception.type` (a string value) of the first `exception` event that has one. */
-static cursor exception_type(cursor span) {
+static cursor exception_type(const cursor_list *events) {
     static const uint8_t nothing[1] = {0};
     cursor none = {nothing, nothing}, key, value;
-    field f, g;
+    field g;
     any_value v;
-    while (span.p < span.end) {
-        if (read_field(&span, &f) < 0) return none;
-        if (f.number != SPAN_EVENTS || f.wire_type != 2) continue;
+    for (size_t i = 0; i < events->len; i++) {
         cursor name = none;
-        for (cursor e = f.sub; e.p < e.end;) {
+        for (cursor e = events->items[i]; e.p < e.end;) {
             if (read_field(&e, &g) < 0) return none;
             if (g.number == EVENT_NAME && g.wire_type == 2) name = g.sub;
         }
         if (!cursor_equals(name, "exception")) continue;
-        for (cursor e = f.sub; e.p < e.end;) {
+        for (cursor e = events->items[i]; e.p < e.end;) {
             if (read_field(&e, &g) < 0) return none;
             if (g.number != EVENT_ATTRIBUTES || g.wire_type != 2) continue;
             if (read_key_value(g.sub, &key, &value) < 0) {
-                PyErr_Clear();
+                failure = NULL;
                 return none;
             }
             if (!cursor_equals(key, "exception.type")) continue;
             if (read_any(value, &v) < 0) {
-                PyErr_Clear();
+                failure = NULL;
                 return none;
             }
             return v.kind == ANY_STRING ? v.value.sub : none;
@@ -481,26 +583,23 @@ static cursor exception_type(cursor span) {
     return none;
 }
 
-/* One sub-field of each `number` message of the span, as a RowBinary Array. */
+/* One sub-field of each listed event or link, as a RowBinary Array. */
 typedef enum { ITEM_TIME, ITEM_TEXT, ITEM_HEX, ITEM_ATTRIBUTES } item_type;
 
-static int put_nested_column(record_state *state, cursor span, uint32_t number, uint32_t sub,
+static int put_nested_column(record_state *state, const cursor_list *list, uint32_t sub,
                              item_type type) {
     static const uint8_t nothing[1] = {0};
-    uint64_t count;
-    field f, g;
+    field g;
     buffer *out = state->out;
-    if (count_fields(span, number, &count) < 0 || put_varint(out, count) < 0) return -1;
-    while (span.p < span.end) {
-        if (read_field(&span, &f) < 0) return -1;
-        if (f.number != number || f.wire_type != 2) continue;
+    if (put_varint(out, list->len) < 0) return -1;
+    for (size_t i = 0; i < list->len; i++) {
         if (type == ITEM_ATTRIBUTES) {
-            if (put_attribute_map(out, state->scratch, f.sub, sub) < 0) return -1;
+            if (put_attribute_map(out, state->scratch, list->items[i], sub) < 0) return -1;
             continue;
         }
         cursor text = {nothing, nothing};
         uint64_t time = 0;
-        for (cursor c = f.sub; c.p < c.end;) {
+        for (cursor c = list->items[i]; c.p < c.end;) {
             if (read_field(&c, &g) < 0) return fail("malformed event or link");
             if (g.number != sub) continue;
             if (type == ITEM_TIME && g.wire_type == 1) time = g.value;
@@ -522,10 +621,20 @@ static int put_span(record_state *state, cursor span) {
     uint64_t kind = 0, start = 0, end = 0, status_code = 0;
     buffer *out = state->out;
     field f, g;
+    state->attributes.len = state->events.len = state->links.len = 0;
     for (cursor c = span; c.p < c.end;) {
         if (read_field(&c, &f) < 0) return fail("malformed span");
         if (f.wire_type == 2) {
             switch (f.number) {
+            case SPAN_ATTRIBUTES:
+                if (push(&state->attributes, f.sub) < 0) return -1;
+                break;
+            case SPAN_EVENTS:
+                if (push(&state->events, f.sub) < 0) return -1;
+                break;
+            case SPAN_LINKS:
+                if (push(&state->links, f.sub) < 0) return -1;
+                break;
             case SPAN_TRACE_ID: trace_id = f.sub; break;
             case SPAN_SPAN_ID: span_id = f.sub; break;
             case SPAN_TRACE_STATE: trace_state = f.sub; break;
@@ -554,23 +663,23 @@ static int put_span(record_state *state, cursor span) {
         put_string(out, state->service.data, state->service.len) < 0 ||
         put(out, state->resource.data, state->resource.len) < 0 ||
         put_cursor(out, state->scope_name) < 0 || put_cursor(out, state->scope_version) < 0 ||
-        put_attribute_map(out, state->scratch, span, SPAN_ATTRIBUTES) < 0 ||
+        put_listed_map(out, state->scratch, &state->attributes) < 0 ||
         put_u64(out, end > start ? end - start : 0) < 0 ||
         put_name(out, code_number >= 0 && code_number <= 2 ? STATUS_NAMES[code_number]
                                                            : STATUS_NAMES[0]) < 0 ||
         put_cursor(out, status_message) < 0 ||
-        put_nested_column(state, span, SPAN_EVENTS, EVENT_TIME, ITEM_TIME) < 0 ||
-        put_nested_column(state, span, SPAN_EVENTS, EVENT_NAME, ITEM_TEXT) < 0 ||
-        put_nested_column(state, span, SPAN_EVENTS, EVENT_ATTRIBUTES, ITEM_ATTRIBUTES) < 0 ||
-        put_nested_column(state, span, SPAN_LINKS, LINK_TRACE_ID, ITEM_HEX) < 0 ||
-        put_nested_column(state, span, SPAN_LINKS, LINK_SPAN_ID, ITEM_HEX) < 0 ||
-        put_nested_column(state, span, SPAN_LINKS, LINK_TRACE_STATE, ITEM_TEXT) < 0 ||
-        put_nested_column(state, span, SPAN_LINKS, LINK_ATTRIBUTES, ITEM_ATTRIBUTES) < 0 ||
+        put_nested_column(state, &state->events, EVENT_TIME, ITEM_TIME) < 0 ||
+        put_nested_column(state, &state->events, EVENT_NAME, ITEM_TEXT) < 0 ||
+        put_nested_column(state, &state->events, EVENT_ATTRIBUTES, ITEM_ATTRIBUTES) < 0 ||
+        put_nested_column(state, &state->links, LINK_TRACE_ID, ITEM_HEX) < 0 ||
+        put_nested_column(state, &state->links, LINK_SPAN_ID, ITEM_HEX) < 0 ||
+        put_nested_column(state, &state->links, LINK_TRACE_STATE, ITEM_TEXT) < 0 ||
+        put_nested_column(state, &state->links, LINK_ATTRIBUTES, ITEM_ATTRIBUTES) < 0 ||
         put_cursor(out, state->tenant) < 0 ||
         put_cursor(out, resolved ? resolved->agent : empty) < 0 ||
         put_cursor(out, resolved ? resolved->run : empty) < 0 ||
         put_cursor(out, resolved ? resolved->hash : empty) < 0 ||
-        put_cursor(out, exception_type(span)) < 0)
+        put_cursor(out, exception_type(&state->events)) < 0)
         return -1;
     return 0;
 }
@@ -648,12 +757,12 @@ static int put_record(record_state *state, cursor record) {
             field g;
             if (read_field(&r, &g) < 0 ||
                 (g.number == RS_SCOPE_SPANS && g.wire_type == 2 && put_scope_spans(state, g.sub) < 0)) {
-                failed = PyErr_Occurred() ? -1 : fail("malformed resource spans");
+                failed = failure ? -1 : fail("malformed resource spans");
                 break;
             }
         }
     }
-    PyMem_Free(state->resolved);
+    free(state->resolved);
     state->resolved = NULL;
     return failed;
 }
@@ -667,7 +776,10 @@ static PyObject *flat_rows(PyObject *self, PyObject *args) {
     state.out = &out;
     state.scratch = &scratch;
     cursor c = {segment.buf, (const uint8_t *)segment.buf + segment.len};
-    int failed = reserve(&out, (size_t)segment.len + segment.len / 2);
+    int failed;
+    Py_BEGIN_ALLOW_THREADS /* the bytes object is immutable: safe to read without the GIL */
+    failure = NULL;
+    failed = reserve(&out, (size_t)segment.len + segment.len / 2);
     while (!failed && c.p < c.end) {
         uint64_t length;
         if (read_varint(&c, &length) < 0 || (uint64_t)(c.end - c.p) < length) {
@@ -678,11 +790,21 @@ static PyObject *flat_rows(PyObject *self, PyObject *args) {
         c.p += length;
         failed = put_record(&state, record);
     }
-    PyObject *result = failed ? NULL : PyBytes_FromStringAndSize((const char *)out.data, (Py_ssize_t)out.len);
+    Py_END_ALLOW_THREADS
+    PyObject *result = NULL;
+    if (!failed)
+        result = PyBytes_FromStringAndSize((const char *)out.data, (Py_ssize_t)out.len);
+    else if (failure == OUT_OF_MEMORY)
+        PyErr_NoMemory();
+    else
+        PyErr_SetString(PyExc_ValueError, failure ? failure : "unreadable segment");
     free(out.data);
     free(scratch.data);
     free(state.resource.data);
     free(state.service.data);
+    free(state.attributes.items);
+    free(state.events.items);
+    free(state.links.items);
     PyBuffer_Release(&segment);
     return result;
 }
