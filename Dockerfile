@@ -4,7 +4,7 @@
 #     -e AGENTWATCH_API=0.0.0.0:8000 -e AGENTWATCH_API_TOKENS=secret=default agentwatch
 # (binding anything but loopback needs AGENTWATCH_*_TOKENS; see README "Running it").
 
-# --- build: compile the wire-walker C extension (ingest/_wirescan.c) and install -----
+# --- build: compile the wire walkers (ingest/_wirescan.c, _flatrows.c) and install -----
 FROM python:3.11-slim AS build
 
 RUN apt-get update \
@@ -24,10 +24,10 @@ COPY ingest ./ingest
 COPY detectors ./detectors
 COPY api ./api
 RUN pip install .
-# The extension is optional in pyproject (pure Python is the fallback on machines without
-# a compiler); in the image it must be there. Checked outside /src, so the installed
+# The extensions are optional in pyproject (pure Python is the fallback on machines without
+# a compiler); in the image they must be there. Checked outside /src, so the installed
 # package is imported and not the source tree.
-RUN cd / && python -c "import ingest._wirescan"
+RUN cd / && python -c "import ingest._wirescan, ingest._flatrows"
 
 # --- runtime: no compiler, non-root ----------------------------------------------------
 FROM python:3.11-slim
