@@ -3,7 +3,8 @@
 Each finished run (its agent span ended) becomes a feature vector: steps, LLM and
 tool calls, distinct tools, tokens in and out, errors, duration, and the share of
 each tool among its calls. Per (tenant, agent), the first `behaviour_reference_runs`
-runs are the reference; every `behaviour_check_every` runs, the last
+runs are the reference; every `behaviour_check_every` runs (and at most once per
+`behaviour_check_interval` of span time: a check costs ~0.2 s of CPU), the last
 `behaviour_window_runs` are compared with it by a classifier two-sample test (as
 Evidently and NannyML do): a random forest learns to tell recent runs from reference
 runs, and its cross-validated ROC AUC says how different they are — 0.5 when they
@@ -67,6 +68,7 @@ class _Agent:
     recent: deque[dict[str, float]] = field(default_factory=deque)
     since_check: int = 0
     last_ns: int = 0
+    checked_ns: int = 0  # span time of the last check (0: never)
     finding: Finding | None = None
 
 
@@ -146,8 +148,13 @@ class BehaviourDriftDetector:
         if (
             len(agent.recent) >= settings.behaviour_window_runs
             and agent.since_check >= settings.behaviour_check_every
+            and (
+                agent.checked_ns == 0
+                or agent.last_ns - agent.checked_ns >= settings.behaviour_check_interval * NS
+            )
         ):
             agent.since_check = 0
+            agent.checked_ns = agent.last_ns
             self._check(agent, settings)
 
     def _check(self, agent: _Agent, settings: QualityDriftConfig) -> None:
@@ -241,6 +248,7 @@ class BehaviourDriftDetector:
                     "recent": list(a.recent),
                     "since_check": a.since_check,
                     "last_ns": a.last_ns,
+                    "checked_ns": a.checked_ns,
                     "finding": a.finding.as_dict() if a.finding else None,
                 }
                 for a in self._agents.values()
@@ -269,6 +277,7 @@ class BehaviourDriftDetector:
             agent.recent = deque(data["recent"])
             agent.since_check = data["since_check"]
             agent.last_ns = data["last_ns"]
+            agent.checked_ns = data.get("checked_ns", 0)  # absent from older states
             agent.finding = Finding.from_dict(data["finding"]) if data["finding"] else None
             self._agents[(agent.tenant, agent.agent_name)] = agent
 

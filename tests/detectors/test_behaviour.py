@@ -6,8 +6,9 @@ import json
 import random
 
 from detectors import DetectorConfig, DetectorEngine, Finding
+from detectors._common import NS
 from ingest import AgentSpan
-from tests.detectors.spans import agent_root, llm_call, tool_call
+from tests.detectors.spans import T0, agent_root, llm_call, tool_call
 
 SETTINGS = {
     "behaviour_reference_runs": 100,
@@ -28,10 +29,13 @@ def drifts(engine: DetectorEngine) -> list[Finding]:
     ]
 
 
-def run(rng: random.Random, n: int, steps: float, search_share: float) -> list[AgentSpan]:
-    """One run: a few LLM + tool steps, then its agent span (exported last)."""
+def run(
+    rng: random.Random, n: int, steps: float, search_share: float, spacing: float = 100.0
+) -> list[AgentSpan]:
+    """One run: a few LLM + tool steps, then its agent span (exported last); runs
+    start `spacing` seconds apart."""
     trace = f"{n:032x}"
-    start = n * 100.0
+    start = n * spacing
     spans: list[AgentSpan] = []
     t = start
     for k in range(max(1, round(rng.gauss(steps, 1.5)))):
@@ -88,3 +92,31 @@ def test_state_survives_a_snapshot_round_trip() -> None:
     restored.restore(json.loads(json.dumps(engine.snapshot())))
     found = feed(restored, [run(rng, n, 14, 0.1) for n in range(120, 220)])
     assert [f.state for f in found] == ["open"]
+
+
+def test_a_busy_agent_is_checked_at_most_once_per_interval_of_span_time() -> None:
+    """A check costs ~0.2 s of CPU; an agent finishing a run a second would otherwise be
+    checked every 25 s of its traffic, and at ingest rates several times a second."""
+    rng = random.Random(3)
+    busy = {**SETTINGS, "behaviour_check_interval": "5m"}
+    engine = DetectorEngine(DetectorConfig.from_dict({"quality_drift": busy}))
+    # The first check comes as run 149 ends, at 149 + 12.5 s (six steps of 2 s, + 0.5).
+    assert feed(engine, [run(rng, n, 6, 0.6, spacing=1) for n in range(150)]) == []
+
+    # The shape changes at once; the next check waits for 161.5 + 300 s of span time.
+    found = feed(engine, [run(rng, n, 14, 0.1, spacing=1) for n in range(150, 500)])
+
+    assert [f.state for f in found] == ["open"]
+    assert found[0].opened_at_ns - T0 >= 461.5 * NS
+
+
+def test_with_a_short_interval_the_same_agent_is_checked_every_check_every_runs() -> None:
+    rng = random.Random(3)
+    eager = {**SETTINGS, "behaviour_check_interval": "1s"}
+    engine = DetectorEngine(DetectorConfig.from_dict({"quality_drift": eager}))
+    feed(engine, [run(rng, n, 6, 0.6, spacing=1) for n in range(150)])
+
+    found = feed(engine, [run(rng, n, 14, 0.1, spacing=1) for n in range(150, 500)])
+
+    assert [f.state for f in found] == ["open"]
+    assert found[0].opened_at_ns - T0 < 300 * NS
