@@ -89,20 +89,17 @@ class BehaviourDriftDetector:
         self._agents: BoundedDict[tuple[str, str], _Agent] = BoundedDict(10_000)
 
     def consume(self, spans: Sequence[AgentSpan]) -> None:
+        roots: list[AgentSpan] = []
         for span in spans:
             if span.marker:
                 continue
-            key = (span.tenant, span.trace_id)
             if span.operation == "invoke_agent":
-                run = self._runs.pop(key, None)
-                if run is not None and run.first_ns >= span.start_ns:
-                    self._finished(span, run)
-                elif run is not None:
-                    self._runs[key] = run  # a sub-agent inside the run: the run goes on
+                roots.append(span)
                 continue
             is_llm = span.operation in _LLM_OPERATIONS
             if not (is_llm or span.tool_name):
                 continue
+            key = (span.tenant, span.trace_id)
             run = self._runs.get(key)
             if run is None:
                 run = self._runs[key] = _Run(first_ns=span.start_ns)
@@ -116,6 +113,15 @@ class BehaviourDriftDetector:
             else:
                 run.tool_calls += 1
                 run.tools[span.tool_name] += 1
+        # After the batch's steps: a root often comes with them, and before them when
+        # whole traces are exported at once (a Collector's groupbytrace, replays).
+        for root in roots:
+            key = (root.tenant, root.trace_id)
+            run = self._runs.pop(key, None)
+            if run is not None and run.first_ns >= root.start_ns:
+                self._finished(root, run)
+            elif run is not None:
+                self._runs[key] = run  # a sub-agent inside the run: the run goes on
 
     def _finished(self, root: AgentSpan, run: _Run) -> None:
         settings = self._settings(root.agent_name)

@@ -84,6 +84,21 @@ def test_runs_that_change_shape_are_behaviour_drift_naming_what_changed() -> Non
     assert [(f.id, f.state) for f in back] == [(found[0].id, "resolved")]
 
 
+def test_runs_whose_agent_span_comes_first_are_read_the_same() -> None:
+    """Whole traces exported at once (a Collector's groupbytrace, a replay) may put the
+    agent span before its steps: the run still ends with the batch that holds them."""
+    rng = random.Random(2)
+    engine = new_engine()
+    root_first = [list(reversed(run(rng, n, 6, 0.6))) for n in range(150)]
+    feed(engine, root_first)
+
+    changed = [list(reversed(run(rng, n, 14, 0.1))) for n in range(150, 250)]
+    found = feed(engine, changed)
+
+    assert [f.state for f in found] == ["open"]
+    assert found[0].evidence["auc"] >= 0.7
+
+
 def test_state_survives_a_snapshot_round_trip() -> None:
     rng = random.Random(3)
     engine = new_engine()
