@@ -138,7 +138,8 @@ class QualityDriftConfig(_Section):
     behaviour_check_every: int = Field(default=50, ge=1)  # finished runs between checks
     # ...and at least this much span time between two checks of one agent: a check
     # costs ~0.2 s of CPU, and a busy agent finishes 50 runs in well under a second.
-    behaviour_check_interval: Duration = 300.0
+    # Behaviour drift is a slow, warning-level signal; the first check is not delayed.
+    behaviour_check_interval: Duration = 900.0
     behaviour_auc: float = Field(default=0.7, gt=0.5, le=1.0)
     behaviour_resolve_auc: float = Field(default=0.6, gt=0.5, le=1.0)
     # Scores for evaluations that only give a label.
