@@ -22,9 +22,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from ingest._translate import SPAN_KIND_NAMES, STATUS_CODE_NAMES, any_value_to_str
+from ingest._translate import (
+    SPAN_KIND_NAMES,
+    STATUS_CODE_NAMES,
+    any_value_to_str,
+    exception_type,
+)
 from ingest._wal_record import iter_records, read_envelope, read_logs_payload
 
 try:  # the C walker, built by `pip install -e .`
@@ -102,23 +106,13 @@ def flat_rows_python(segment: bytes) -> bytes:
                     _string(out, resolved.agent_name if resolved else "")
                     _string(out, resolved.run_id if resolved else "")
                     _string(out, resolved.tool_args_hash if resolved else "")
-                    _string(out, _exception_type(span.events))
+                    _string(out, exception_type(span))
     return bytes(out)
 
 
 def _text_pairs(attributes: Iterable[KeyValue]) -> list[tuple[str, str]]:
     """Every attribute in wire order (a repeated key stays repeated, as OTLP sent it)."""
     return [(kv.key, any_value_to_str(kv.value)) for kv in attributes]
-
-
-def _exception_type(events: Iterable[Span.Event]) -> str:
-    """The first `exception.type` (as a string value) of the `exception` events."""
-    for event in events:
-        if event.name == "exception":
-            for kv in event.attributes:
-                if kv.key == "exception.type":
-                    return str(kv.value.string_value)
-    return ""
 
 
 def _varint(out: bytearray, value: int) -> None:

@@ -94,7 +94,8 @@ def attributes_to_map(attributes: Iterable[KeyValue]) -> dict[str, str]:
     return {kv.key: any_value_to_str(kv.value) for kv in attributes}
 
 
-def _exception_type(span: Span) -> str:
+def exception_type(span: Span) -> str:
+    """The first `exception.type` (as a string value) of the span's `exception` events."""
     for event in span.events:
         if event.name == "exception":
             for kv in event.attributes:
@@ -186,7 +187,7 @@ def _append_span(
     batch.InputTokens.append(fields.input_tokens)
     batch.OutputTokens.append(fields.output_tokens)
     is_error = status_code == Status.STATUS_CODE_ERROR
-    error_type = fields.error_type or (_exception_type(span) if is_error else "")
+    error_type = fields.error_type or (exception_type(span) if is_error else "")
     batch.ErrorType.append(error_type)
     batch.IsError.append(1 if is_error or error_type else 0)
     marker = attrs.get(MARKER_KEY, "")
