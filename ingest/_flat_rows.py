@@ -63,6 +63,7 @@ def flat_rows(segment: bytes) -> bytes:
 
 
 def flat_rows_python(segment: bytes) -> bytes:
+    """`flat_rows` through the protobuf runtime: the reference, and the fallback."""
     out = bytearray()
     for record in iter_records(segment):
         if read_logs_payload(record) is not None:
@@ -73,8 +74,7 @@ def flat_rows_python(segment: bytes) -> bytes:
         for resource_spans in request.resource_spans:
             resource = _text_pairs(resource_spans.resource.attributes)
             service = next((value for key, value in resource if key == "service.name"), "")
-            scope = resource_spans.scope_spans
-            for scope_spans in scope:
+            for scope_spans in resource_spans.scope_spans:
                 for span in scope_spans.spans:
                     resolved = envelope.resolved.get(span.span_id)
                     _uint64(out, span.start_time_unix_nano)

@@ -30,35 +30,6 @@ static inline int read_varint(cursor *c, uint64_t *out) {
     return -1;
 }
 
-/* Read one field header; for length-delimited fields, return its payload in *sub. */
-static inline int next_field(cursor *c, uint32_t *number, int *wire_type, cursor *sub) {
-    uint64_t tag, length;
-    if (read_varint(c, &tag) < 0) return -1;
-    *number = (uint32_t)(tag >> 3);
-    *wire_type = (int)(tag & 7);
-    switch (*wire_type) {
-    case 0:
-        return read_varint(c, &length);
-    case 1:
-        if (c->end - c->p < 8) return -1;
-        c->p += 8;
-        return 0;
-    case 2:
-        if (read_varint(c, &length) < 0) return -1;
-        if ((uint64_t)(c->end - c->p) < length) return -1;
-        sub->p = c->p;
-        sub->end = c->p + length;
-        c->p += length;
-        return 0;
-    case 5:
-        if (c->end - c->p < 4) return -1;
-        c->p += 4;
-        return 0;
-    default:
-        return -1; /* groups (3, 4) and reserved types */
-    }
-}
-
 /* A field's header and value: the payload of a length-delimited field in *sub, the
  * value of a varint or fixed field in *value. */
 typedef struct {
@@ -103,6 +74,16 @@ static inline int read_field(cursor *c, field *f) {
     default:
         return -1; /* groups (3, 4) and reserved types */
     }
+}
+
+/* Read one field header; for length-delimited fields, return its payload in *sub. */
+static inline int next_field(cursor *c, uint32_t *number, int *wire_type, cursor *sub) {
+    field f;
+    if (read_field(c, &f) < 0) return -1;
+    *number = f.number;
+    *wire_type = f.wire_type;
+    if (f.wire_type == 2) *sub = f.sub;
+    return 0;
 }
 
 #endif
