@@ -26,10 +26,89 @@
 typedef struct {
     const char *data[MAX_KEYS];
     Py_ssize_t size[MAX_KEYS];
+    /* Each key as a str, made once per call: a hit's key is this object rather than a
+     * new string decoded (and later hashed) per span. NULL: decode per hit. */
+    PyObject *names[MAX_KEYS];
     int count;
     int decode; /* hits as (key, text) tuples where possible */
+    struct text_cache *texts; /* NULL: every value decoded anew */
 } keyset;
 
+/*
+ * Short attribute values repeat from span to span (operations, tools, models, the
+ * run id of every step of a run): one str per distinct value within a call, looked up
+ * by its bytes, rather than a new object (to allocate, and later to hash) per span.
+ * Direct-mapped and bounded: a collision just replaces the slot.
+ */
+#define TEXT_CACHE_SLOTS 512
+#define TEXT_CACHE_MAX_BYTES 64
+
+typedef struct text_cache {
+    PyObject *text[TEXT_CACHE_SLOTS];
+} text_cache;
+
+/* The str of UTF-8 bytes (strictly decoded: NULL with an exception when invalid). */
+static PyObject *cached_text(text_cache *cache, const uint8_t *p, Py_ssize_t size) {
+    if (cache == NULL || size > TEXT_CACHE_MAX_BYTES)
+        return PyUnicode_DecodeUTF8((const char *)p, size, NULL);
+    uint32_t hash = 2166136261u; /* FNV-1a */
+    for (Py_ssize_t i = 0; i < size; i++) hash = (hash ^ p[i]) * 16777619u;
+    PyObject **slot = &cache->text[hash % TEXT_CACHE_SLOTS];
+    if (*slot != NULL) {
+        Py_ssize_t cached_size;
+        const char *cached = PyUnicode_AsUTF8AndSize(*slot, &cached_size);
+        if (cached != NULL && cached_size == size && memcmp(cached, p, (size_t)size) == 0) {
+            Py_INCREF(*slot);
+            return *slot;
+        }
+    }
+    PyObject *text = PyUnicode_DecodeUTF8((const char *)p, size, NULL);
+    if (text != NULL) {
+        Py_INCREF(text);
+        Py_XSETREF(*slot, text);
+    }
+    return text;
+}
+
+static void text_cache_clear(text_cache *cache) {
+    for (int i = 0; i < TEXT_CACHE_SLOTS; i++) Py_CLEAR(cache->text[i]);
+}
+
+/* Fill `keys` from a tuple of bytes (and, when decoding, their str names); on failure
+ * set an exception and return -1. Release with keyset_release either way. */
+static int keyset_init(keyset *keys, PyObject *key_tuple, int decode) {
+    keys->decode = decode;
+    keys->count = 0;
+    keys->texts = NULL;
+    Py_ssize_t count = PyTuple_GET_SIZE(key_tuple);
+    if (count > MAX_KEYS) {
+        PyErr_SetString(PyExc_ValueError, "too many keys");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *key = PyTuple_GET_ITEM(key_tuple, i);
+        if (!PyBytes_Check(key)) {
+            PyErr_SetString(PyExc_TypeError, "keys must be bytes");
+            return -1;
+        }
+        keys->data[i] = PyBytes_AS_STRING(key);
+        keys->size[i] = PyBytes_GET_SIZE(key);
+        keys->names[i] = NULL;
+        keys->count = (int)i + 1;
+        if (decode) {
+            keys->names[i] = PyUnicode_DecodeUTF8(keys->data[i], keys->size[i], NULL);
+            if (keys->names[i] == NULL) PyErr_Clear(); /* not UTF-8: decoded per hit */
+        }
+    }
+    return 0;
+}
+
+static void keyset_release(keyset *keys) {
+    for (int i = 0; i < keys->count; i++) Py_CLEAR(keys->names[i]);
+    if (keys->texts != NULL) text_cache_clear(keys->texts);
+}
+
+/* 1 + the index of kv's key in `keys`, 0 when it is not one of them, -1 malformed. */
 static int key_matches(cursor kv, const keyset *keys) {
     uint32_t number;
     int wire_type;
@@ -40,7 +119,7 @@ static int key_matches(cursor kv, const keyset *keys) {
             Py_ssize_t size = sub.end - sub.p;
             for (int i = 0; i < keys->count; i++) {
                 if (keys->size[i] == size && memcmp(keys->data[i], sub.p, (size_t)size) == 0)
-                    return 1;
+                    return i + 1;
             }
             return 0;
         }
@@ -58,7 +137,7 @@ static PyObject *bytes_of(cursor c) {
  * anything else (doubles, arrays, maps, bytes, odd encodings) stays the serialized
  * KeyValue for the Python side. Invalid UTF-8 also stays bytes (Python replaces it).
  */
-static PyObject *decoded_or_bytes(cursor kv) {
+static PyObject *decoded_or_bytes(cursor kv, PyObject *known_name, text_cache *texts) {
     cursor c = kv, key = {NULL, NULL}, value = {NULL, NULL}, sub;
     uint32_t number;
     int wire_type, have_key = 0, have_value = 0;
@@ -74,7 +153,7 @@ static PyObject *decoded_or_bytes(cursor kv) {
     if (next_field(&v, &number, &wire_type, &sub) < 0 || v.p != v.end) return bytes_of(kv);
     PyObject *text = NULL;
     if (number == 1 && wire_type == 2) {
-        text = PyUnicode_DecodeUTF8((const char *)sub.p, sub.end - sub.p, NULL);
+        text = cached_text(texts, sub.p, sub.end - sub.p);
     } else if ((number == 2 || number == 3) && wire_type == 0) {
         cursor again = value;
         uint64_t tag, raw;
@@ -88,7 +167,9 @@ static PyObject *decoded_or_bytes(cursor kv) {
         PyErr_Clear();
         return bytes_of(kv);
     }
-    PyObject *name = PyUnicode_DecodeUTF8((const char *)key.p, key.end - key.p, NULL);
+    PyObject *name = known_name;
+    if (name != NULL) Py_INCREF(name);
+    else name = PyUnicode_DecodeUTF8((const char *)key.p, key.end - key.p, NULL);
     if (name == NULL) {
         PyErr_Clear();
         Py_DECREF(text);
@@ -104,8 +185,8 @@ static PyObject *decoded_or_bytes(cursor kv) {
  * (key, text) pairs so far, then every later hit in order, so that dict(list) on the
  * Python side gives what the dict would have (the last value of a key wins).
  */
-static int add_decoded_hit(PyObject **hits, cursor kv) {
-    PyObject *decoded = decoded_or_bytes(kv);
+static int add_decoded_hit(PyObject **hits, cursor kv, PyObject *name, text_cache *texts) {
+    PyObject *decoded = decoded_or_bytes(kv, name, texts);
     if (decoded == NULL) return -1;
     int failed;
     if (PyDict_CheckExact(*hits) && PyTuple_CheckExact(decoded)) {
@@ -143,7 +224,7 @@ static int scan_span(cursor span, const keyset *keys, PyObject *out) {
             int match = key_matches(sub, keys);
             if (match < 0) goto malformed;
             if (match && keys->decode) {
-                if (add_decoded_hit(&hits, sub) < 0) goto error;
+                if (add_decoded_hit(&hits, sub, keys->names[match - 1], keys->texts) < 0) goto error;
             } else if (match) {
                 PyObject *kv = bytes_of(sub);
                 if (kv == NULL || PyList_Append(hits, kv) < 0) {
@@ -202,30 +283,17 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     (void)self;
     if (!PyArg_ParseTuple(args, "y*O!|p", &body, &PyTuple_Type, &key_tuple, &decode)) return NULL;
     keyset keys;
-    keys.decode = decode;
-    keys.count = (int)PyTuple_GET_SIZE(key_tuple);
-    if (keys.count > MAX_KEYS) {
-        PyBuffer_Release(&body);
-        PyErr_SetString(PyExc_ValueError, "too many keys");
-        return NULL;
-    }
-    for (int i = 0; i < keys.count; i++) {
-        PyObject *key = PyTuple_GET_ITEM(key_tuple, i);
-        if (!PyBytes_Check(key)) {
-            PyBuffer_Release(&body);
-            PyErr_SetString(PyExc_TypeError, "keys must be bytes");
-            return NULL;
-        }
-        keys.data[i] = PyBytes_AS_STRING(key);
-        keys.size[i] = PyBytes_GET_SIZE(key);
-    }
-    PyObject *out = PyList_New(0);
-    if (out == NULL) {
+    text_cache texts = {{NULL}};
+    PyObject *out = NULL;
+    if (keyset_init(&keys, key_tuple, decode) < 0 || (out = PyList_New(0)) == NULL) {
+        keyset_release(&keys);
         PyBuffer_Release(&body);
         return NULL;
     }
+    keys.texts = &texts;
     cursor c = {(const uint8_t *)body.buf, (const uint8_t *)body.buf + body.len};
     int failed = each_field(c, 1, scan_resource_spans, &keys, out);
+    keyset_release(&keys);
     PyBuffer_Release(&body);
     if (failed) {
         Py_DECREF(out);
@@ -260,11 +328,13 @@ typedef struct {
     PyObject *service;  /* borrowed per resource */
     PyObject *instance;
     PyObject *out;
+    cursor last_trace;  /* the previous span's trace id: a run's steps come together */
+    PyObject *last_trace_hex;
 } record_state;
 
 /* The string value of a resource attribute named `name`, else NULL (no error). */
 static int resource_text(cursor kv, const char *name, PyObject **target) {
-    PyObject *decoded = decoded_or_bytes(kv);
+    PyObject *decoded = decoded_or_bytes(kv, NULL, NULL);
     if (decoded == NULL) return -1;
     if (PyTuple_Check(decoded)) {
         PyObject *key = PyTuple_GET_ITEM(decoded, 0);
@@ -278,7 +348,7 @@ static int resource_text(cursor kv, const char *name, PyObject **target) {
     }
     Py_DECREF(decoded);
     /* Not a plain value: if it is the attribute wanted, let Python render it. */
-    keyset one = {{name}, {(Py_ssize_t)strlen(name)}, 1, 0};
+    keyset one = {{name}, {(Py_ssize_t)strlen(name)}, {NULL}, 1, 0, NULL};
     int match = key_matches(kv, &one);
     if (match != 0) {
         PyErr_SetString(PyExc_ValueError, "resource attribute needs the Python pass");
@@ -312,7 +382,7 @@ static int record_event(cursor event, PyObject **events) {
     while (c.p < c.end) {
         if (next_field(&c, &number, &wire_type, &sub) < 0) goto fail;
         if (number != 3 || wire_type != 2) continue;
-        PyObject *kv = decoded_or_bytes(sub);
+        PyObject *kv = decoded_or_bytes(sub, NULL, NULL);
         if (kv == NULL || PyList_Append(attributes, kv) < 0) {
             Py_XDECREF(kv);
             goto fail;
@@ -328,6 +398,20 @@ static int record_event(cursor event, PyObject **events) {
 fail:
     Py_DECREF(attributes);
     return PyErr_Occurred() ? -2 : -1;
+}
+
+/* The trace id as hex: the previous span's object when it is the same trace. */
+static PyObject *trace_hex(record_state *state, cursor trace) {
+    Py_ssize_t size = trace.end - trace.p;
+    if (state->last_trace_hex == NULL || state->last_trace.end - state->last_trace.p != size ||
+        memcmp(state->last_trace.p, trace.p, (size_t)size) != 0) {
+        PyObject *hex = hex_of(trace);
+        if (hex == NULL) return NULL;
+        Py_XSETREF(state->last_trace_hex, hex);
+        state->last_trace = trace;
+    }
+    Py_INCREF(state->last_trace_hex);
+    return state->last_trace_hex;
 }
 
 static int record_span(cursor span, record_state *state) {
@@ -374,13 +458,15 @@ static int record_span(cursor span, record_state *state) {
         } else if (number == 9) {
             int match = key_matches(sub, state->keys);
             if (match < 0) goto malformed;
-            if (match && add_decoded_hit(&hits, sub) < 0) goto error;
+            if (match && add_decoded_hit(&hits, sub, state->keys->names[match - 1],
+                                     state->keys->texts) < 0)
+                goto error;
         }
     }
     if (events == NULL && (events = PyTuple_New(0)) == NULL) goto error;
     PyObject *entry = Py_BuildValue(
         "(NNNNy#KKKOONN)",
-        hex_of(trace), hex_of(id), hex_of(parent), text_of(name),
+        trace_hex(state, trace), hex_of(id), hex_of(parent), text_of(name),
         (const char *)id.p, id.end - id.p,
         (unsigned long long)start, (unsigned long long)end, (unsigned long long)status,
         state->service, state->instance, hits, events);
@@ -449,7 +535,17 @@ error:
 }
 
 /* One resolved entry of the envelope: span id -> (agent, run, arguments hash). */
-static int record_resolved(cursor c, PyObject *resolved) {
+/* Text as text_of writes it, shared through the cache when it is valid UTF-8. */
+static PyObject *shared_text(text_cache *texts, cursor c) {
+    PyObject *text = cached_text(texts, c.p, c.end - c.p);
+    if (text == NULL) {
+        PyErr_Clear();
+        text = text_of(c);
+    }
+    return text;
+}
+
+static int record_resolved(cursor c, PyObject *resolved, text_cache *texts) {
     static const uint8_t nothing[1] = {0};
     cursor parts[5] = {{nothing, nothing}, {nothing, nothing}, {nothing, nothing},
                        {nothing, nothing}, {nothing, nothing}};
@@ -464,7 +560,8 @@ static int record_resolved(cursor c, PyObject *resolved) {
         if (wire_type == 2 && number >= 1 && number <= 4) parts[number] = sub;
     }
     PyObject *key = PyBytes_FromStringAndSize((const char *)parts[1].p, parts[1].end - parts[1].p);
-    PyObject *value = Py_BuildValue("(NNN)", text_of(parts[2]), text_of(parts[3]), text_of(parts[4]));
+    PyObject *value = Py_BuildValue("(NNN)", shared_text(texts, parts[2]),
+                                    shared_text(texts, parts[3]), shared_text(texts, parts[4]));
     int failed = (key == NULL || value == NULL) ? -1 : PyDict_SetItem(resolved, key, value);
     Py_XDECREF(key);
     Py_XDECREF(value);
@@ -477,27 +574,15 @@ static PyObject *scan_record(PyObject *self, PyObject *args) {
     (void)self;
     if (!PyArg_ParseTuple(args, "y*O!", &body, &PyTuple_Type, &key_tuple)) return NULL;
     keyset keys;
-    keys.decode = 1;
-    keys.count = (int)PyTuple_GET_SIZE(key_tuple);
     PyObject *spans = NULL, *resolved = NULL, *tenant = NULL;
-    if (keys.count > MAX_KEYS) {
-        PyErr_SetString(PyExc_ValueError, "too many keys");
-        goto fail;
-    }
-    for (int i = 0; i < keys.count; i++) {
-        PyObject *key = PyTuple_GET_ITEM(key_tuple, i);
-        if (!PyBytes_Check(key)) {
-            PyErr_SetString(PyExc_TypeError, "keys must be bytes");
-            goto fail;
-        }
-        keys.data[i] = PyBytes_AS_STRING(key);
-        keys.size[i] = PyBytes_GET_SIZE(key);
-    }
-    spans = PyList_New(0);
+    text_cache texts = {{NULL}};
+    record_state state = {&keys, NULL, NULL, NULL, {NULL, NULL}, NULL};
+    if (keyset_init(&keys, key_tuple, 1) < 0) goto fail;
+    keys.texts = &texts;
+    state.out = spans = PyList_New(0);
     resolved = PyDict_New();
     tenant = PyUnicode_FromString("");
     if (spans == NULL || resolved == NULL || tenant == NULL) goto fail;
-    record_state state = {&keys, NULL, NULL, spans};
     cursor c = {(const uint8_t *)body.buf, (const uint8_t *)body.buf + body.len}, sub;
     uint32_t number;
     int wire_type;
@@ -513,12 +598,16 @@ static PyObject *scan_record(PyObject *self, PyObject *args) {
             Py_XSETREF(tenant, text_of(sub));
             if (tenant == NULL) goto fail;
         } else if (number == 1001) {
-            if (record_resolved(sub, resolved) < 0) goto fail;
+            if (record_resolved(sub, resolved, &texts) < 0) goto fail;
         }
     }
+    Py_XDECREF(state.last_trace_hex);
+    keyset_release(&keys);
     PyBuffer_Release(&body);
     return Py_BuildValue("(NNN)", tenant, resolved, spans);
 fail:
+    Py_XDECREF(state.last_trace_hex);
+    keyset_release(&keys);
     PyBuffer_Release(&body);
     Py_XDECREF(spans);
     Py_XDECREF(resolved);

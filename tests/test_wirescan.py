@@ -205,3 +205,80 @@ def test_hostile_records_never_crash_the_one_pass_reader() -> None:
         assert record_agent_spans(record) == reference
         agreed += 1
     assert agreed > 0
+
+
+def _repetitive_request(spans: int, seed: int) -> bytes:
+    """Spans whose values repeat, collide in the walker's text cache and straddle its
+    size limit; trace ids that come in runs, alternate, and are sometimes empty."""
+    rng = random.Random(seed)
+    values = [
+        *(f"tool-{n}" for n in range(1500)),  # more distinct values than cache slots
+        *("x" * size for size in (0, 1, 63, 64, 65, 200)),
+        "ünïcode ✓",
+    ]
+    traces = [secrets_bytes(rng, 16) for _ in range(5)] + [b""]
+    out = []
+    for _ in range(spans):
+        span = make_span(
+            "step",
+            trace_id=rng.choice(traces),
+            attributes={"gen_ai.tool.name": rng.choice(values), "session.id": rng.choice(values)},
+        )
+        out.append(span)
+    return make_request(out).SerializeToString()
+
+
+def secrets_bytes(rng: random.Random, size: int) -> bytes:
+    return bytes(rng.getrandbits(8) for _ in range(size))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_shared_texts_read_like_the_python_pass(seed: int) -> None:
+    from ingest._agent_spans import record_agent_spans, record_agent_spans_python
+    from ingest._resolve import decoded_attributes
+
+    body = _repetitive_request(3000, seed)
+    keys = (b"gen_ai.tool.name", b"session.id")
+
+    scanned = wirescan.scan(body, keys, True)
+    python = _resolve.scan_spans_python(body, frozenset(keys))
+    assert [decoded_attributes(hits) for *_, hits in scanned] == [
+        dict(map(_resolve._attribute, hits)) for *_, hits in python
+    ]
+    record = body + b"\xc2\x3e\x04acme"  # plus an envelope tenant
+    assert record_agent_spans(record) == record_agent_spans_python(record)
+
+
+def test_a_repeated_key_or_short_value_is_one_object() -> None:
+    """One str per wanted key and per distinct short value in a call: the detectors
+    hash each once, instead of a new string per span."""
+    trace = b"\x01" * 16
+    spans = [
+        make_span("step", trace, attributes={"gen_ai.tool.name": tool, "session.id": "conv-1"})
+        for tool in ["search", "fetch", "write"] * 30
+    ]
+    body = make_request(spans).SerializeToString()
+
+    scanned = wirescan.scan_record(body, (b"gen_ai.tool.name", b"session.id"))[2]
+
+    assert len({id(key) for *_, hits, _ in scanned for key in hits}) == 2
+    assert len({id(hits["gen_ai.tool.name"]) for *_, hits, _ in scanned}) == 3
+    assert len({id(hits["session.id"]) for *_, hits, _ in scanned}) == 1
+    assert len({id(trace_hex) for trace_hex, *_ in scanned}) == 1
+
+
+def test_a_wanted_key_that_is_not_utf8_is_left_to_python() -> None:
+    from ingest._resolve import decoded_attributes
+
+    raw_key = b"\xffkey"
+    attribute = b"\x0a" + bytes([len(raw_key)]) + raw_key + b"\x12\x03\x0a\x01v"
+    request = make_request([make_span("odd key")])
+    span = request.resource_spans[0].scope_spans[0].spans[0].SerializeToString()
+    span += b"\x4a" + bytes([len(attribute)]) + attribute
+    scope = b"\x12" + bytes([len(span)]) + span
+    spliced = b"\x0a" + bytes([len(scope) + 2]) + b"\x12" + bytes([len(scope)]) + scope
+
+    ((_, _, _, hits),) = wirescan.scan(spliced, (raw_key,), True)
+
+    assert hits == [attribute]
+    assert decoded_attributes(hits) == {"\ufffdkey": "v"}
