@@ -4,10 +4,10 @@ Each finished run (its agent span ended) becomes a feature vector: steps, LLM an
 tool calls, distinct tools, tokens in and out, errors, duration, and the share of
 each tool among its calls. Per (tenant, agent), the first `behaviour_reference_runs`
 runs are the reference; every `behaviour_check_every` runs (and at most once per
-`behaviour_check_interval` of span time: a check costs ~0.2 s of CPU), the last
+`behaviour_check_interval` of span time: a check costs ~0.05 s of CPU), the last
 `behaviour_window_runs` are compared with it by a classifier two-sample test (as
 Evidently and NannyML do): a random forest learns to tell recent runs from reference
-runs, and its cross-validated ROC AUC says how different they are — 0.5 when they
+runs, and its out-of-bag ROC AUC says how different they are — 0.5 when they
 are alike. Drift when the AUC reaches `behaviour_auc`; the finding names the features
 that drive it (importance, reference vs recent means) and resolves when the AUC falls
 under `behaviour_resolve_auc`. scikit-learn runs here, in the detector process, so it
@@ -17,6 +17,7 @@ never stalls ingest.
 from __future__ import annotations
 
 import statistics
+import warnings
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -164,7 +165,7 @@ class BehaviourDriftDetector:
             self._check(agent, settings)
 
     def _check(self, agent: _Agent, settings: QualityDriftConfig) -> None:
-        auc = _classifier_auc(agent.reference, list(agent.recent))
+        auc, names, importances = _classifier_test(agent.reference, list(agent.recent))
         if agent.finding is not None:
             if auc < settings.behaviour_resolve_auc:
                 resolve_finding(
@@ -178,7 +179,6 @@ class BehaviourDriftDetector:
             return
         if auc < settings.behaviour_auc:
             return
-        names, importances = _importances(agent.reference, list(agent.recent))
         ranked = sorted(zip(names, importances, strict=True), key=lambda item: -item[1])[:5]
         drivers = [
             {
@@ -292,27 +292,31 @@ def _mean(rows: list[dict[str, float]], name: str) -> float:
     return statistics.fmean(row.get(name, 0.0) for row in rows)
 
 
-def _classifier_auc(reference: list[dict[str, float]], recent: list[dict[str, float]]) -> float:
-    """Cross-validated ROC AUC of telling recent runs from reference runs."""
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-
-    _, rows, labels = _matrix(reference, recent)
-    folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=0)
-    scores = cross_val_predict(_forest(), rows, labels, cv=folds, method="predict_proba")[:, 1]
-    return float(roc_auc_score(labels, scores))
-
-
-def _importances(
+def _classifier_test(
     reference: list[dict[str, float]], recent: list[dict[str, float]]
-) -> tuple[list[str], list[float]]:
-    """Each feature's importance in telling recent runs from reference runs.
+) -> tuple[float, list[str], list[float]]:
+    """(ROC AUC of telling recent runs from reference runs, feature names, importances).
 
-    A fit on every run, apart from the test's: only a finding's drivers need it.
+    The AUC is out of bag: each run is scored only by the trees whose bootstrap sample
+    left it out, a held-out score from one fit. 3-fold cross-validation fitted three
+    forests for the same figure: measured on 40 stationary and 80 drifted samples of
+    200 + 100 runs, the AUCs matched (mean, 95th percentile, decisions at 0.7) at ~2.4x
+    less CPU per check, and the importances a finding names come from the same fit.
     """
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
     names, rows, labels = _matrix(reference, recent)
-    model = _forest().fit(rows, labels)
-    return names, [float(w) for w in model.feature_importances_]
+    model = _forest()
+    with warnings.catch_warnings():
+        # A run no tree left out (~1e-5 each with 25 trees) has no score: it is skipped.
+        warnings.simplefilter("ignore", UserWarning)
+        model.fit(rows, labels)
+    scores = model.oob_decision_function_[:, 1]
+    scored = ~np.isnan(scores)
+    truth = np.asarray(labels)[scored]
+    auc = float(roc_auc_score(truth, scores[scored])) if len(set(truth)) == 2 else 0.5
+    return auc, names, [float(w) for w in model.feature_importances_]
 
 
 def _matrix(
@@ -331,5 +335,5 @@ def _forest() -> Any:
     from sklearn.ensemble import RandomForestClassifier
 
     return RandomForestClassifier(
-        n_estimators=25, max_depth=4, min_samples_leaf=5, random_state=0, n_jobs=1
+        n_estimators=25, max_depth=4, min_samples_leaf=5, oob_score=True, random_state=0, n_jobs=1
     )

@@ -131,13 +131,13 @@ class QualityDriftConfig(_Section):
     max_p_value: float = Field(default=0.01, gt=0.0, lt=1.0)  # Mann-Whitney U, one-sided
     min_drop: float = Field(default=0.05, ge=0.0)  # smallest mean drop worth a finding
     # Behaviour: runs' feature vectors, recent vs reference, by a classifier two-sample
-    # test (drift when its cross-validated ROC AUC passes behaviour_auc).
+    # test (drift when its out-of-bag ROC AUC passes behaviour_auc).
     behaviour: bool = True
     behaviour_reference_runs: int = Field(default=200, ge=20)
     behaviour_window_runs: int = Field(default=100, ge=20)
     behaviour_check_every: int = Field(default=50, ge=1)  # finished runs between checks
     # ...and at least this much span time between two checks of one agent: a check
-    # costs ~0.2 s of CPU, and a busy agent finishes 50 runs in well under a second.
+    # costs ~0.05 s of CPU, and a busy agent finishes 50 runs in well under a second.
     # Behaviour drift is a slow, warning-level signal; the first check is not delayed.
     behaviour_check_interval: Duration = 900.0
     behaviour_auc: float = Field(default=0.7, gt=0.5, le=1.0)

@@ -216,7 +216,7 @@ def _repetitive_request(spans: int, seed: int) -> bytes:
         *("x" * size for size in (0, 1, 63, 64, 65, 200)),
         "ünïcode ✓",
     ]
-    traces = [secrets_bytes(rng, 16) for _ in range(5)] + [b""]
+    traces = [_random_bytes(rng, 16) for _ in range(5)] + [b""]
     out = []
     for _ in range(spans):
         span = make_span(
@@ -228,7 +228,7 @@ def _repetitive_request(spans: int, seed: int) -> bytes:
     return make_request(out).SerializeToString()
 
 
-def secrets_bytes(rng: random.Random, size: int) -> bytes:
+def _random_bytes(rng: random.Random, size: int) -> bytes:
     return bytes(rng.getrandbits(8) for _ in range(size))
 
 

@@ -110,7 +110,7 @@ def test_state_survives_a_snapshot_round_trip() -> None:
 
 
 def test_a_busy_agent_is_checked_at_most_once_per_interval_of_span_time() -> None:
-    """A check costs ~0.2 s of CPU; an agent finishing a run a second would otherwise be
+    """A check costs ~0.05 s of CPU; an agent finishing a run a second would otherwise be
     checked every 25 s of its traffic, and at ingest rates several times a second."""
     rng = random.Random(3)
     busy = {**SETTINGS, "behaviour_check_interval": "5m"}
