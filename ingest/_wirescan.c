@@ -57,7 +57,8 @@ static PyObject *cached_text(text_cache *cache, const uint8_t *p, Py_ssize_t siz
     if (*slot != NULL) {
         Py_ssize_t cached_size;
         const char *cached = PyUnicode_AsUTF8AndSize(*slot, &cached_size);
-        if (cached != NULL && cached_size == size && memcmp(cached, p, (size_t)size) == 0) {
+        if (cached == NULL) PyErr_Clear(); /* out of memory: decode anew below */
+        else if (cached_size == size && memcmp(cached, p, (size_t)size) == 0) {
             Py_INCREF(*slot);
             return *slot;
         }
@@ -534,7 +535,6 @@ error:
     return -1;
 }
 
-/* One resolved entry of the envelope: span id -> (agent, run, arguments hash). */
 /* Text as text_of writes it, shared through the cache when it is valid UTF-8. */
 static PyObject *shared_text(text_cache *texts, cursor c) {
     PyObject *text = cached_text(texts, c.p, c.end - c.p);
@@ -544,6 +544,8 @@ static PyObject *shared_text(text_cache *texts, cursor c) {
     }
     return text;
 }
+
+/* One resolved entry of the envelope: span id -> (agent, run, arguments hash). */
 
 static int record_resolved(cursor c, PyObject *resolved, text_cache *texts) {
     static const uint8_t nothing[1] = {0};
