@@ -38,10 +38,11 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pyarrow as pa
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -114,6 +115,10 @@ class RawQueries:
 
     def run(self, sql: str) -> None:
         self._client.command(sql, settings=self._settings)
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[Sequence[Any]]:
+        """A read query's rows (`{name:Type}` placeholders bound from `parameters`)."""
+        return list(self._client.query(sql, parameters=parameters).result_rows)
 
 
 def one_run(

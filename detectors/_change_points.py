@@ -83,10 +83,13 @@ class ChangePointDetector:
         return _ARGUMENT_KEYS
 
     def consume(self, spans: Sequence[AgentSpan]) -> None:
-        for span in sorted(spans, key=lambda s: s.end_ns):
+        settings_of: dict[str, ChangePointConfig] = {}  # per agent, for this batch
+        for span in sorted(spans, key=_end_time):
             if span.marker or not span.agent_name:
                 continue
-            settings = self._settings(span.agent_name)
+            settings = settings_of.get(span.agent_name)
+            if settings is None:
+                settings = settings_of[span.agent_name] = self._settings(span.agent_name)
             if not settings.enabled:
                 continue
             key = (span.tenant, span.agent_name)
@@ -126,7 +129,8 @@ class ChangePointDetector:
                 agent.tool_runs[tool] += 1
             agent.tool_first_run.setdefault(tool, agent.runs)
             agent.tool_last[tool] = (agent.runs, span.end_ns, span.trace_id)
-            agent.reported.discard(f"tool_removed\x00{tool}")  # back: it may go again
+            if agent.reported:
+                agent.reported.discard(f"tool_removed\x00{tool}")  # back: it may go again
         if self._new_value(agent.tools, agent.tool_first, tool, agent.tool_calls, settings):
             self._report(
                 agent,
@@ -141,8 +145,12 @@ class ChangePointDetector:
         schema = _argument_keys(span)
         if schema is None:
             return
-        seen = agent.schemas.setdefault(tool, Counter())
-        first = agent.schema_first.setdefault(tool, {})
+        seen = agent.schemas.get(tool)
+        if seen is None:
+            seen = agent.schemas[tool] = Counter()
+        first = agent.schema_first.get(tool)
+        if first is None:
+            first = agent.schema_first[tool] = {}
         agent.tool_schema_calls[tool] += 1
         if self._new_value(seen, first, schema, agent.tool_schema_calls[tool], settings):
             before = max((s for s in seen if s != schema), key=seen.__getitem__)
@@ -352,6 +360,10 @@ class ChangePointDetector:
             agent.open = [Finding.from_dict(f) for f in data["open"]]
             agent.history = list(data.get("history", []))
             self._agents[(agent.tenant, agent.agent_name)] = agent
+
+
+def _end_time(span: AgentSpan) -> int:
+    return span.end_ns
 
 
 def _argument_keys(span: AgentSpan) -> str | None:

@@ -53,6 +53,9 @@ _NO_ATTRIBUTES: dict[str, str] = {}
 _NO_FIELDS = StepFields("", "", "", "", 0, 0, "", "", "")
 _NOT_RESOLVED = ResolvedSpan(b"", "", "", "")
 _NOT_RESOLVED_TUPLE = ("", "", "")
+# A span per call of tuple.__new__ with the fields in order: the NamedTuple's own
+# __new__ is a Python function, ~0.25 µs more per span on the feed path.
+_new_span = tuple.__new__
 
 
 class Evaluation(NamedTuple):
@@ -183,34 +186,37 @@ def record_agent_spans(
             attrs, fields = _NO_ATTRIBUTES, _NO_FIELDS
         agent_name, run_id, args_hash = resolved_by_id.get(raw_span_id, _NOT_RESOLVED_TUPLE)
         out.append(
-            AgentSpan(
-                tenant,
-                service_name,
-                instance_id,
-                trace_id,
-                span_id,
-                parent_span_id,
-                name,
-                start_ns,
-                max(end_ns, start_ns),
-                fields.agent_name or agent_name or service_name,
-                fields.run_id or run_id or trace_id,
-                fields.operation,
-                fields.tool_name,
-                args_hash,
-                fields.input_tokens,
-                fields.output_tokens,
-                status == _ERROR or bool(fields.error_type),
-                fields.error_type,
-                attrs.get(MARKER_KEY, ""),
-                attrs.get(PENDING_SPAN_ID, "").lower(),
-                attrs.get(PENDING_NAME, ""),
-                fields.model,
-                fields.provider,
-                attrs,
-                tuple(evaluation_of(t, decoded_attributes(e)) for t, e in evaluation_events)
-                if evaluation_events
-                else (),
+            _new_span(
+                AgentSpan,
+                (
+                    tenant,
+                    service_name,
+                    instance_id,
+                    trace_id,
+                    span_id,
+                    parent_span_id,
+                    name,
+                    start_ns,
+                    max(end_ns, start_ns),
+                    fields.agent_name or agent_name or service_name,
+                    fields.run_id or run_id or trace_id,
+                    fields.operation,
+                    fields.tool_name,
+                    args_hash,
+                    fields.input_tokens,
+                    fields.output_tokens,
+                    status == _ERROR or bool(fields.error_type),
+                    fields.error_type,
+                    attrs.get(MARKER_KEY, ""),
+                    attrs.get(PENDING_SPAN_ID, "").lower(),
+                    attrs.get(PENDING_NAME, ""),
+                    fields.model,
+                    fields.provider,
+                    attrs,
+                    tuple(evaluation_of(t, decoded_attributes(e)) for t, e in evaluation_events)
+                    if evaluation_events
+                    else (),
+                ),
             )
         )
     return out

@@ -116,16 +116,15 @@ class Price:
     source: str = ""
 
     id: str = field(init=False, compare=False)  # "provider(s):pattern@effective_from"
+    effective_from_ns: int = field(init=False, compare=False)  # Unix ns of its first day
 
     def __post_init__(self) -> None:
-        # Computed once: every priced span reports it.
+        # Computed once: every priced span reports the id and compares the start.
         providers = ",".join(sorted(self.providers)) or "*"
         identity = f"{providers}:{self.pattern}@{self.effective_from.isoformat()}"
         object.__setattr__(self, "id", identity)
-
-    @property
-    def effective_from_ns(self) -> int:
-        return (self.effective_from - _EPOCH).days * _NS_PER_DAY
+        start_ns = (self.effective_from - _EPOCH).days * _NS_PER_DAY
+        object.__setattr__(self, "effective_from_ns", start_ns)
 
     def cost(
         self,
@@ -305,7 +304,7 @@ class PriceTable:
 
     def find(self, model: str, provider: str, at_ns: int) -> Price | None:
         """The price in effect for `model` (and `provider`) at `at_ns`, or None."""
-        for price in self._candidates(model.lower(), provider.lower()):
+        for price in self._candidates(model, provider):
             if price.effective_from_ns <= at_ns:
                 return price
         return None
@@ -360,9 +359,11 @@ class PriceTable:
         )
 
     def _candidates(self, model: str, provider: str) -> tuple[Price, ...]:
+        """The entries that match `model` and `provider` (any case), in precedence order."""
         key = (model, provider)
         found = self._lookups.get(key)
         if found is None:
+            model, provider = model.lower(), provider.lower()
             found = tuple(
                 p
                 for p in self._prices
