@@ -48,7 +48,8 @@ def table_setting(text: str) -> tuple[str, int]:
 
 def counters(raw: RawQueries) -> dict[str, int]:
     rows = raw.query(
-        "SELECT event, value FROM system.events WHERE event IN ('InsertedRows', 'MergedRows')"
+        "SELECT event, value FROM system.events WHERE event IN {names:Array(String)}",
+        {"names": list(_COUNTERS)},
     )
     found = {str(event): int(value) for event, value in rows}
     return {name: found.get(name, 0) for name in _COUNTERS}
