@@ -70,7 +70,7 @@ def test_survivors_are_frozen_and_an_old_cycle_is_found_by_the_next_full_collect
 
 
 def test_a_full_collection_runs_once_the_frozen_heap_has_doubled(clock: _Clock) -> None:
-    collector = SpacedGarbageCollection(full_every_s=1e9, clock=clock)
+    collector = SpacedGarbageCollection(full_every_s=1e9, size_check_every_s=30, clock=clock)
     collector.collect_if_due()
     kept = [_cycle()]
     gone = weakref.ref(kept[0])
@@ -82,6 +82,9 @@ def test_a_full_collection_runs_once_the_frozen_heap_has_doubled(clock: _Clock) 
     collector.collect_if_due()  # young: freezes the new state
     assert gone() is not None
     clock.now += 1
+    collector.collect_if_due()  # doubled, but its size is checked only every 30 s
+    assert gone() is not None
+    clock.now += 30
     collector.collect_if_due()  # the frozen heap has doubled: full
     assert gone() is None
     del grown
