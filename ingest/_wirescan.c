@@ -22,10 +22,17 @@
 #include "_wire.h"
 
 #define MAX_KEYS 64
+#define BUCKETED_LENGTHS 128 /* keys shorter than this are found by their length */
 
 typedef struct {
     const char *data[MAX_KEYS];
     Py_ssize_t size[MAX_KEYS];
+    /* The keys' indices grouped by length: those of length L are
+     * by_length[length_start[L]] .. by_length[length_start[L + 1] - 1]. An attribute's
+     * key is then compared with the few wanted keys of its length, not with all ~45
+     * (every attribute of every span goes through this). */
+    unsigned char by_length[MAX_KEYS];
+    unsigned char length_start[BUCKETED_LENGTHS + 1];
     /* Each key as a str, made once per call: a hit's key is this object rather than a
      * new string decoded (and later hashed) per span. NULL: decode per hit. */
     PyObject *names[MAX_KEYS];
@@ -75,6 +82,20 @@ static void text_cache_clear(text_cache *cache) {
     for (int i = 0; i < TEXT_CACHE_SLOTS; i++) Py_CLEAR(cache->text[i]);
 }
 
+/* Group the keys by length (a counting sort of the short ones): see `by_length`. */
+static void keyset_group_by_length(keyset *keys) {
+    memset(keys->length_start, 0, sizeof keys->length_start);
+    for (int i = 0; i < keys->count; i++)
+        if (keys->size[i] < BUCKETED_LENGTHS) keys->length_start[keys->size[i] + 1]++;
+    for (int length = 0; length < BUCKETED_LENGTHS; length++)
+        keys->length_start[length + 1] += keys->length_start[length];
+    unsigned char filled[BUCKETED_LENGTHS];
+    memcpy(filled, keys->length_start, sizeof filled);
+    for (int i = 0; i < keys->count; i++)
+        if (keys->size[i] < BUCKETED_LENGTHS)
+            keys->by_length[filled[keys->size[i]]++] = (unsigned char)i;
+}
+
 /* Fill `keys` from a tuple of bytes (and, when decoding, their str names); on failure
  * set an exception and return -1. Release with keyset_release either way. */
 static int keyset_init(keyset *keys, PyObject *key_tuple, int decode) {
@@ -101,6 +122,7 @@ static int keyset_init(keyset *keys, PyObject *key_tuple, int decode) {
             if (keys->names[i] == NULL) PyErr_Clear(); /* not UTF-8: decoded per hit */
         }
     }
+    keyset_group_by_length(keys);
     return 0;
 }
 
@@ -118,6 +140,13 @@ static int key_matches(cursor kv, const keyset *keys) {
         if (next_field(&kv, &number, &wire_type, &sub) < 0) return -1;
         if (number == 1 && wire_type == 2) {
             Py_ssize_t size = sub.end - sub.p;
+            if (size < BUCKETED_LENGTHS) {
+                for (int j = keys->length_start[size]; j < keys->length_start[size + 1]; j++) {
+                    int i = keys->by_length[j];
+                    if (memcmp(keys->data[i], sub.p, (size_t)size) == 0) return i + 1;
+                }
+                return 0;
+            }
             for (int i = 0; i < keys->count; i++) {
                 if (keys->size[i] == size && memcmp(keys->data[i], sub.p, (size_t)size) == 0)
                     return i + 1;
@@ -349,7 +378,8 @@ static int resource_text(cursor kv, const char *name, PyObject **target) {
     }
     Py_DECREF(decoded);
     /* Not a plain value: if it is the attribute wanted, let Python render it. */
-    keyset one = {{name}, {(Py_ssize_t)strlen(name)}, {NULL}, 1, 0, NULL};
+    keyset one = {.data = {name}, .size = {(Py_ssize_t)strlen(name)}, .count = 1};
+    keyset_group_by_length(&one);
     int match = key_matches(kv, &one);
     if (match != 0) {
         PyErr_SetString(PyExc_ValueError, "resource attribute needs the Python pass");
