@@ -209,7 +209,7 @@ def derive_step_fields(span_attrs: Mapping[str, str]) -> StepFields:
     get = span_attrs.get
     oi_kind = (get("openinference.span.kind") or "").upper()
     tl_kind = (get("traceloop.span.kind") or "").lower()
-    return StepFields(
+    fields = (
         _agent_name(span_attrs, tl_kind),
         _run_id(span_attrs),
         get("gen_ai.operation.name") or _operation(span_attrs, oi_kind, tl_kind),
@@ -244,6 +244,13 @@ def derive_step_fields(span_attrs: Mapping[str, str]) -> StepFields:
             or ""
         ).lower(),
     )
+    return new_named_tuple(StepFields, fields)
+
+
+# `new_named_tuple(Type, values)` builds a NamedTuple from all its fields in order
+# without calling Type(...), whose generated __new__ is a Python function: ~0.25 µs
+# more per call, on paths that build one per span the detectors read.
+new_named_tuple = tuple.__new__
 
 
 def enclosing_context(span_attrs: Mapping[str, str]) -> tuple[str, str, str]:
